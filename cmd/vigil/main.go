@@ -1,0 +1,61 @@
+// Command vigil detects attacks in API request and audit logs. This file
+// only dispatches subcommands; each lives in its own file.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `vigil — streaming detection and response for API request and audit logs
+
+Usage:
+  vigil replay --rules PATH [--rules PATH ...] [--requests FILE ...] [--audit FILE ...]
+  vigil rules lint PATH...
+  vigil rules test PATH...
+  vigil version
+
+Run 'vigil COMMAND -h' for a command's flags. Documentation: docs/ in the repository.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the process exit status:
+// 0 success, 1 a check failed (lint findings, failing tests), 2 usage or I/O errors.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "replay":
+		return cmdReplay(args[1:], stdout, stderr)
+	case "rules":
+		if len(args) < 2 {
+			fmt.Fprint(stderr, "usage: vigil rules lint|test PATH...\n")
+			return 2
+		}
+		switch args[1] {
+		case "lint":
+			return cmdRulesLint(args[2:], stdout, stderr)
+		case "test":
+			return cmdRulesTest(args[2:], stdout, stderr)
+		}
+		fmt.Fprintf(stderr, "vigil rules: unknown command %q (use lint or test)\n", args[1])
+		return 2
+	case "version", "--version":
+		fmt.Fprintf(stdout, "vigil %s\n", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "vigil: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,274 @@
+// Package detector evaluates loaded rules over a stream of decoded events
+// and emits alerts. It is the same code in `vigil replay`, `vigil rules
+// test`, backtests and the daemon, so all of them agree alert for alert.
+// Time is event time only: the detector never reads the wall clock. It does
+// no I/O and must not import ingest, storage or responder packages.
+package detector
+
+import (
+	"hash/maphash"
+	"sort"
+	"time"
+
+	"github.com/vigil-sec/vigil/event"
+	"github.com/vigil-sec/vigil/rules"
+)
+
+// Config tunes the detector. The zero value gets the documented defaults.
+type Config struct {
+	// MaxGroups caps the groups (or remembered values) tracked per rule; past
+	// it the stalest is evicted and counted. Default 100000.
+	MaxGroups int
+	// Lateness is how far behind its group's newest event an event may be
+	// and still be counted. Later ones are counted as late and skipped.
+	// Default 1m.
+	Lateness time.Duration
+	// Policy gives the actions of rules that name none. Default: DefaultPolicy.
+	Policy Policy
+	// Namespaces classifies namespaces for events that carry no
+	// data_classification of their own (namespace → PUBLIC … PHI).
+	Namespaces map[string]string
+	// Shards is how many goroutines evaluate a batch (Detector only).
+	// Default 1.
+	Shards int
+}
+
+// DefaultMaxGroups and DefaultLateness are the Config defaults.
+const (
+	DefaultMaxGroups = 100000
+	DefaultLateness  = time.Minute
+)
+
+func (c Config) withDefaults() Config {
+	if c.MaxGroups <= 0 {
+		c.MaxGroups = DefaultMaxGroups
+	}
+	if c.Lateness <= 0 {
+		c.Lateness = DefaultLateness
+	}
+	if c.Policy == nil {
+		c.Policy = DefaultPolicy()
+	}
+	if c.Shards <= 0 {
+		c.Shards = 1
+	}
+	return c
+}
+
+// Policy maps a severity to the actions of rules that list none.
+type Policy map[rules.Severity][]string
+
+// DefaultPolicy is the severity table of docs/responders.md.
+func DefaultPolicy() Policy {
+	return Policy{
+		rules.Critical: {"open_incident", "revoke_key", "block_ip", "isolate_namespace"},
+		rules.High:     {"open_incident", "revoke_key", "watch"},
+		rules.Medium:   {"open_incident", "watch"},
+		rules.Low:      {},
+	}
+}
+
+// RuleStats are a rule's counters since it was loaded.
+type RuleStats struct {
+	Rule      string
+	Matched   uint64 // events that passed the rule's filter
+	Alerts    uint64
+	Groups    int    // groups tracked now
+	Evictions uint64 // groups evicted by the MaxGroups cap
+	Late      uint64 // events skipped as later than the lateness bound or outside the window
+}
+
+// evaluator is one rule's state machine.
+type evaluator interface {
+	observe(e *event.Event, emit func(*Alert))
+	stats() (groups int, evictions uint64)
+}
+
+type ruleState struct {
+	rule    *rules.Rule
+	eval    evaluator
+	matched uint64
+	alerts  uint64
+	late    uint64
+}
+
+// Engine evaluates rules one event at a time. Not safe for concurrent use;
+// Detector runs several engines in parallel.
+type Engine struct {
+	cfg    Config
+	seed   maphash.Seed
+	rules  []*ruleState
+	bySrc  [3][]*ruleState
+	hasher *keyHasher
+}
+
+// NewEngine builds an engine for a rule set with fresh state.
+func NewEngine(rs []*rules.Rule, cfg Config) *Engine {
+	cfg = cfg.withDefaults()
+	en := &Engine{cfg: cfg, seed: maphash.MakeSeed()}
+	en.hasher = newKeyHasher(en.seed)
+	for _, r := range rs {
+		en.add(r, nil)
+	}
+	return en
+}
+
+func (en *Engine) add(r *rules.Rule, keep *ruleState) {
+	rs := keep
+	if rs == nil {
+		rs = &ruleState{rule: r}
+		rs.eval = en.newEvaluator(rs)
+	}
+	en.rules = append(en.rules, rs)
+	en.bySrc[r.Source] = append(en.bySrc[r.Source], rs)
+}
+
+func (en *Engine) newEvaluator(rs *ruleState) evaluator {
+	base := evalBase{rs: rs, cfg: &en.cfg, hasher: en.hasher}
+	switch rs.rule.Kind {
+	case rules.Threshold, rules.Anomaly:
+		return newWindowed(base)
+	case rules.NewValue:
+		return newNewValue(base)
+	case rules.Dormant:
+		return newDormant(base)
+	case rules.Sequence:
+		return newSequence(base)
+	}
+	panic("detector: unknown rule kind " + rs.rule.Kind.String())
+}
+
+// Replace swaps in a new rule set. Rules whose content hash is unchanged
+// keep their state (windows, baselines, learned values); new and changed
+// rules start empty.
+func (en *Engine) Replace(rs []*rules.Rule) {
+	old := map[string]*ruleState{}
+	for _, s := range en.rules {
+		old[s.rule.ID+"\x00"+s.rule.Hash] = s
+	}
+	en.rules = nil
+	en.bySrc = [3][]*ruleState{}
+	for _, r := range rs {
+		keep := old[r.ID+"\x00"+r.Hash]
+		if keep != nil {
+			keep.rule = r
+		}
+		en.add(r, keep)
+	}
+}
+
+// Process evaluates one event against every rule of its source; emit is
+// called for each alert, in rule order.
+func (en *Engine) Process(e *event.Event, emit func(*Alert)) {
+	if int(e.Source) >= len(en.bySrc) {
+		return
+	}
+	for _, rs := range en.bySrc[e.Source] {
+		if rs.rule.Where != nil && !rs.rule.Where.Match(e) {
+			continue
+		}
+		rs.matched++
+		rs.eval.observe(e, emit)
+	}
+}
+
+// Stats returns every rule's counters, in rule order.
+func (en *Engine) Stats() []RuleStats {
+	out := make([]RuleStats, 0, len(en.rules))
+	for _, rs := range en.rules {
+		g, ev := rs.eval.stats()
+		out = append(out, RuleStats{Rule: rs.rule.ID, Matched: rs.matched, Alerts: rs.alerts,
+			Groups: g, Evictions: ev, Late: rs.late})
+	}
+	return out
+}
+
+// Enrich fills data_classification from the namespace table when the event
+// has none, before any rule sees it.
+func (c *Config) Enrich(e *event.Event) {
+	if e.DataClassification == "" && e.Namespace != "" && c.Namespaces != nil {
+		e.DataClassification = c.Namespaces[e.Namespace]
+	}
+}
+
+// evalBase is what every evaluator shares.
+type evalBase struct {
+	rs     *ruleState
+	cfg    *Config
+	hasher *keyHasher
+}
+
+// newAlert fills the fields every kind sets the same way.
+func (b *evalBase) newAlert(at int64, phi bool) *Alert {
+	r := b.rs.rule
+	a := &Alert{Rule: r, Severity: r.Severity, At: at, PHI: phi}
+	if phi && r.PHIEscalation {
+		a.Severity = a.Severity.Escalate()
+	}
+	if r.Actions != nil {
+		a.Actions = r.Actions
+	} else {
+		a.Actions = b.cfg.Policy[a.Severity]
+	}
+	if a.Actions == nil {
+		a.Actions = []string{}
+	}
+	return a
+}
+
+func (b *evalBase) fire(a *Alert, emit func(*Alert)) {
+	b.rs.alerts++
+	emit(a)
+}
+
+// cooledDown reports whether a group that last fired at last may fire at ts.
+func cooledDown(fired bool, last, ts int64, cooldown time.Duration) bool {
+	return !fired || ts-last >= int64(cooldown)
+}
+
+// samples keeps the ids of a group's most recent contributing events.
+type samples struct {
+	ring []sample
+	next int
+}
+
+type sample struct {
+	ts int64
+	id []byte
+}
+
+// MaxSamples is how many event ids an alert carries as evidence.
+const MaxSamples = 10
+
+func (s *samples) reset() {
+	s.ring = s.ring[:0]
+	s.next = 0
+}
+
+func (s *samples) add(ts int64, id string) {
+	if len(s.ring) < MaxSamples {
+		s.ring = append(s.ring, sample{ts: ts, id: append([]byte(nil), id...)})
+		return
+	}
+	sm := &s.ring[s.next]
+	sm.ts = ts
+	sm.id = append(sm.id[:0], id...)
+	s.next = (s.next + 1) % MaxSamples
+}
+
+// ids returns the kept ids of events at or after from, oldest first.
+func (s *samples) ids(from int64) []string {
+	kept := make([]sample, 0, len(s.ring))
+	for i := range s.ring {
+		sm := s.ring[(s.next+i)%len(s.ring)] // insertion order
+		if sm.ts >= from {
+			kept = append(kept, sm)
+		}
+	}
+	sort.SliceStable(kept, func(i, j int) bool { return kept[i].ts < kept[j].ts })
+	out := make([]string, len(kept))
+	for i, sm := range kept {
+		out[i] = string(sm.id)
+	}
+	return out
+}
