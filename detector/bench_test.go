@@ -3,12 +3,12 @@ package detector
 import (
 	"fmt"
 	"math/rand/v2"
-	"strings"
-	"testing"
+		"testing"
 	"time"
 
 	"github.com/vigil-sec/vigil/event"
 	"github.com/vigil-sec/vigil/rules"
+	"github.com/vigil-sec/vigil/rules/expression"
 )
 
 // benchRules are ten rules of every kind, like a small production pack.
@@ -73,17 +73,36 @@ const benchRules = `  - id: auth-burst
     threshold: '>= 20'
 `
 
-// manyRules repeats the ten rules with other ids and thresholds.
-func manyRules(t testing.TB, n int) []*rules.Rule {
-	var b strings.Builder
-	for i := 0; i*10 < n; i++ {
-		s := benchRules
-		for _, id := range []string{"auth-burst", "key-denied", "bulk-read", "namespace-enum", "org-errors", "org-spike", "admin-new-ip", "dormant-key", "create-then-delete", "mass-delete"} {
-			s = strings.ReplaceAll(s, "id: "+id+"\n", fmt.Sprintf("id: %s-%d\n", id, i))
+// manyRules is the ten rules plus variants. With filtered, each variant
+// of a request rule is restricted to one operation category (as packs with
+// per-category rate rules are); unfiltered variants all see every event.
+func manyRules(t testing.TB, n int, filtered bool) []*rules.Rule {
+	ops := []string{"metadata", "data", "search", "upload", "compute"}
+	rs := loadRules(t, benchRules)
+	base := len(rs)
+	for i := 1; len(rs) < n; i++ {
+		more := loadRules(t, benchRules)
+		for _, r := range more {
+			r.ID = fmt.Sprintf("%s-%d", r.ID, i)
+			if filtered && r.Source == event.Requests {
+				where := fmt.Sprintf("operation == %q", ops[i%len(ops)])
+				if r.WhereText != "" {
+					where = "(" + r.WhereText + ") && " + where
+				}
+				r.Where, r.WhereText = mustCompile(t, where), where
+			}
 		}
-		b.WriteString(s)
+		rs = append(rs, more[:min(base, n-len(rs))]...)
 	}
-	return loadRules(t, b.String())
+	return rs
+}
+
+func mustCompile(t testing.TB, src string) *expression.Predicate {
+	p, err := expression.Compile(src, event.Requests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // mixedTraffic is 90% requests and 10% audit events from a realistic
@@ -163,7 +182,11 @@ func benchEngine(b *testing.B, rs []*rules.Rule) {
 }
 
 func BenchmarkEngine10Rules(b *testing.B) { benchEngine(b, loadRules(b, benchRules)) }
-func BenchmarkEngine50Rules(b *testing.B) { benchEngine(b, manyRules(b, 50)) }
+func BenchmarkEngine50Rules(b *testing.B) { benchEngine(b, manyRules(b, 50, true)) }
+
+// BenchmarkEngine50RulesUnfiltered is the worst case: five copies of each
+// rule, every request rule seeing every request.
+func BenchmarkEngine50RulesUnfiltered(b *testing.B) { benchEngine(b, manyRules(b, 50, false)) }
 
 // BenchmarkBaselineLoop is the floor: touching each event and nothing else.
 func BenchmarkBaselineLoop(b *testing.B) {

@@ -100,6 +100,7 @@ type Engine struct {
 	rules  []*ruleState
 	bySrc  [3][]*ruleState
 	hasher *keyHasher
+	keys   *keyCache
 }
 
 // NewEngine builds an engine for a rule set with fresh state.
@@ -107,6 +108,7 @@ func NewEngine(rs []*rules.Rule, cfg Config) *Engine {
 	cfg = cfg.withDefaults()
 	en := &Engine{cfg: cfg, seed: maphash.MakeSeed()}
 	en.hasher = newKeyHasher(en.seed)
+	en.keys = &keyCache{hasher: en.hasher}
 	for _, r := range rs {
 		en.add(r, nil)
 	}
@@ -124,7 +126,7 @@ func (en *Engine) add(r *rules.Rule, keep *ruleState) {
 }
 
 func (en *Engine) newEvaluator(rs *ruleState) evaluator {
-	base := evalBase{rs: rs, cfg: &en.cfg, hasher: en.hasher}
+	base := evalBase{rs: rs, cfg: &en.cfg, hasher: en.hasher, keys: en.keys}
 	switch rs.rule.Kind {
 	case rules.Threshold, rules.Anomaly:
 		return newWindowed(base)
@@ -163,6 +165,7 @@ func (en *Engine) Process(e *event.Event, emit func(*Alert)) {
 	if int(e.Source) >= len(en.bySrc) {
 		return
 	}
+	en.keys.next()
 	for _, rs := range en.bySrc[e.Source] {
 		if rs.rule.Where != nil && !rs.rule.Where.Match(e) {
 			continue
@@ -196,6 +199,7 @@ type evalBase struct {
 	rs     *ruleState
 	cfg    *Config
 	hasher *keyHasher
+	keys   *keyCache
 }
 
 // newAlert fills the fields every kind sets the same way.
@@ -228,8 +232,8 @@ func cooledDown(fired bool, last, ts int64, cooldown time.Duration) bool {
 
 // samples keeps the ids of a group's most recent contributing events.
 type samples struct {
-	ring []sample
-	next int
+	ring   []sample
+	oldest int // index of the oldest sample
 }
 
 type sample struct {
@@ -242,25 +246,63 @@ const MaxSamples = 10
 
 func (s *samples) reset() {
 	s.ring = s.ring[:0]
-	s.next = 0
+	s.oldest = 0
 }
 
-func (s *samples) add(ts int64, id string) {
-	if len(s.ring) < MaxSamples {
-		s.ring = append(s.ring, sample{ts: ts, id: append([]byte(nil), id...)})
-		return
+// add records an event as evidence if there is room once samples older
+// than from (the window start) are dropped. The first events of the window
+// are kept: they show how the activity began, and a full set costs nothing
+// per event.
+func (s *samples) add(ts int64, id string, from int64) {
+	if len(s.ring) == MaxSamples {
+		if s.ring[s.oldest].ts >= from {
+			return
+		}
+		s.compact(from)
+		if len(s.ring) == MaxSamples {
+			return
+		}
 	}
-	sm := &s.ring[s.next]
-	sm.ts = ts
-	sm.id = append(sm.id[:0], id...)
-	s.next = (s.next + 1) % MaxSamples
+	n := len(s.ring)
+	if n < cap(s.ring) {
+		s.ring = s.ring[:n+1]
+		s.ring[n].ts = ts
+		s.ring[n].id = append(s.ring[n].id[:0], id...)
+	} else {
+		s.ring = append(s.ring, sample{ts: ts, id: append([]byte(nil), id...)})
+	}
+	if ts < s.ring[s.oldest].ts {
+		s.oldest = n
+	}
+}
+
+// compact drops samples older than from, keeping their buffers for reuse.
+func (s *samples) compact(from int64) {
+	keep := s.ring[:0]
+	for i := range s.ring {
+		if s.ring[i].ts >= from {
+			keep = append(keep, s.ring[i])
+		}
+	}
+	// Hand the dropped entries' buffers to the free tail.
+	k := len(keep)
+	full := s.ring[:cap(s.ring)]
+	for i := k; i < len(s.ring); i++ {
+		full[i].id = full[i].id[:0]
+	}
+	s.ring = keep
+	s.oldest = 0
+	for i := range s.ring {
+		if s.ring[i].ts < s.ring[s.oldest].ts {
+			s.oldest = i
+		}
+	}
 }
 
 // ids returns the kept ids of events at or after from, oldest first.
 func (s *samples) ids(from int64) []string {
 	kept := make([]sample, 0, len(s.ring))
-	for i := range s.ring {
-		sm := s.ring[(s.next+i)%len(s.ring)] // insertion order
+	for _, sm := range s.ring {
 		if sm.ts >= from {
 			kept = append(kept, sm)
 		}

@@ -86,7 +86,7 @@ type group[S any] struct {
 // addresses costs bounded memory. Not safe for concurrent use: each
 // detector shard owns its tables.
 type groupTable[S any] struct {
-	m          map[uint64]*group[S]
+	m          flatMap[*group[S]]
 	head, tail *group[S] // head = most recently touched
 	max        int
 	free       *group[S]
@@ -95,17 +95,17 @@ type groupTable[S any] struct {
 }
 
 func newGroupTable[S any](max int, reset func(*S)) *groupTable[S] {
-	return &groupTable[S]{m: make(map[uint64]*group[S]), max: max, reset: reset}
+	return &groupTable[S]{max: max, reset: reset}
 }
 
 // get returns the group for key, creating it (with values taken from e)
 // when missing, and marks it most recently used.
 func (t *groupTable[S]) get(key uint64, e *event.Event, fields []*event.Field) (*group[S], bool) {
-	if g, ok := t.m[key]; ok {
+	if g, ok := t.m.get(key); ok {
 		t.touch(g)
 		return g, false
 	}
-	if len(t.m) >= t.max {
+	if t.m.len() >= t.max {
 		t.evict(t.tail)
 		t.evictions++
 	}
@@ -121,12 +121,12 @@ func (t *groupTable[S]) get(key uint64, e *event.Event, fields []*event.Field) (
 	for _, f := range fields {
 		g.values = append(g.values, fieldText(f, e))
 	}
-	t.m[key] = g
+	t.m.put(key, g)
 	t.pushFront(g)
 	return g, true
 }
 
-func (t *groupTable[S]) len() int { return len(t.m) }
+func (t *groupTable[S]) len() int { return t.m.len() }
 
 func (t *groupTable[S]) touch(g *group[S]) {
 	if t.head == g {
@@ -142,7 +142,7 @@ func (t *groupTable[S]) evict(g *group[S]) {
 		return
 	}
 	t.unlink(g)
-	delete(t.m, g.key)
+	t.m.delete(g.key)
 	t.free = g
 }
 
@@ -179,4 +179,58 @@ func groupValues(fields []*event.Field, values []string) []GroupValue {
 		out[i] = GroupValue{Field: f, Value: values[i]}
 	}
 	return out
+}
+
+// keyCache computes each distinct list of group fields' hash once per
+// event, however many rules group by it (most packs group by a handful of
+// fields: ip, api_key_id, org_id, actor_id).
+type keyCache struct {
+	hasher *keyHasher
+	lists  [][]*event.Field
+	sums   []uint64
+	gens   []uint32
+	gen    uint32
+}
+
+// index registers a field list and returns its slot.
+func (c *keyCache) index(fields []*event.Field) int {
+	for i, l := range c.lists {
+		if sameFields(l, fields) {
+			return i
+		}
+	}
+	c.lists = append(c.lists, fields)
+	c.sums = append(c.sums, 0)
+	c.gens = append(c.gens, 0)
+	return len(c.lists) - 1
+}
+
+func sameFields(a, b []*event.Field) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
+// next starts a new event.
+func (c *keyCache) next() {
+	c.gen++
+	if c.gen == 0 { // wrapped: forget everything
+		clear(c.gens)
+		c.gen = 1
+	}
+}
+
+// sum returns the hash of slot i's fields for the current event.
+func (c *keyCache) sum(i int, e *event.Event) uint64 {
+	if c.gens[i] != c.gen {
+		c.sums[i] = c.hasher.sum(e, c.lists[i])
+		c.gens[i] = c.gen
+	}
+	return c.sums[i]
 }

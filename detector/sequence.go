@@ -10,6 +10,7 @@ import (
 // the first step's event.
 type sequence struct {
 	evalBase
+	key    int
 	groups *groupTable[seqState]
 }
 
@@ -35,7 +36,7 @@ type seqRun struct {
 }
 
 func newSequence(b evalBase) *sequence {
-	return &sequence{evalBase: b, groups: newGroupTable(b.cfg.MaxGroups, func(s *seqState) {
+	return &sequence{evalBase: b, key: b.keys.index(b.rs.rule.Sequence.By), groups: newGroupTable(b.cfg.MaxGroups, func(s *seqState) {
 		s.runs = s.runs[:0]
 		s.lastFire, s.fired = 0, false
 	})}
@@ -57,7 +58,7 @@ func (ev *sequence) observe(e *event.Event, emit func(*Alert)) {
 	if !matches {
 		return
 	}
-	g, _ := ev.groups.get(ev.hasher.sum(e, spec.By), e, spec.By)
+	g, _ := ev.groups.get(ev.keys.sum(ev.key, e), e, spec.By)
 	st := &g.state
 	ts := e.TS
 	within := int64(spec.Within)

@@ -7,6 +7,7 @@ import "github.com/vigil-sec/vigil/event"
 type newValue struct {
 	evalBase
 	fields  []*event.Field // per fields, then the field itself
+	key     int
 	groups  *groupTable[seenState]
 	started bool
 	start   int64 // event time of the rule's first event: learning runs from here
@@ -22,7 +23,8 @@ type seenState struct {
 func resetSeen(s *seenState) { *s = seenState{} }
 
 func newNewValue(b evalBase) *newValue {
-	return &newValue{evalBase: b, fields: b.rs.rule.GroupFields(), groups: newGroupTable(b.cfg.MaxGroups, resetSeen)}
+	f := b.rs.rule.GroupFields()
+	return &newValue{evalBase: b, fields: f, key: b.keys.index(f), groups: newGroupTable(b.cfg.MaxGroups, resetSeen)}
 }
 
 func (ev *newValue) stats() (int, uint64) { return ev.groups.len(), ev.groups.evictions }
@@ -40,7 +42,7 @@ func (ev *newValue) observe(e *event.Event, emit func(*Alert)) {
 		ev.newest = ts
 		ev.forget()
 	}
-	g, created := ev.groups.get(ev.hasher.sum(e, ev.fields), e, ev.fields)
+	g, created := ev.groups.get(ev.keys.sum(ev.key, e), e, ev.fields)
 	st := &g.state
 	isNew := created || ts-st.lastSeen > int64(spec.Remember)
 	if created || ts > st.lastSeen {
@@ -73,11 +75,13 @@ func (ev *newValue) forget() {
 type dormant struct {
 	evalBase
 	fields []*event.Field
+	key    int
 	groups *groupTable[seenState]
 }
 
 func newDormant(b evalBase) *dormant {
-	return &dormant{evalBase: b, fields: b.rs.rule.GroupFields(), groups: newGroupTable(b.cfg.MaxGroups, resetSeen)}
+	f := b.rs.rule.GroupFields()
+	return &dormant{evalBase: b, fields: f, key: b.keys.index(f), groups: newGroupTable(b.cfg.MaxGroups, resetSeen)}
 }
 
 func (ev *dormant) stats() (int, uint64) { return ev.groups.len(), ev.groups.evictions }
@@ -88,7 +92,7 @@ func (ev *dormant) observe(e *event.Event, emit func(*Alert)) {
 		return
 	}
 	ts := e.TS
-	g, created := ev.groups.get(ev.hasher.sum(e, ev.fields), e, ev.fields)
+	g, created := ev.groups.get(ev.keys.sum(ev.key, e), e, ev.fields)
 	st := &g.state
 	if created {
 		st.lastSeen = ts

@@ -122,7 +122,7 @@ func (w *window) expire(from int64) {
 // value hash maps to the newest bucket it was seen in; expiry walks a
 // queue of (bucket, hash) pairs in bucket order.
 type distinctSet struct {
-	last  map[uint64]int64
+	last  flatMap[int64]
 	queue []distinctEntry
 	head  int
 }
@@ -133,19 +133,17 @@ type distinctEntry struct {
 }
 
 func (d *distinctSet) reset() {
-	clear(d.last)
+	d.last.clear()
 	d.queue = d.queue[:0]
 	d.head = 0
 }
 
 func (d *distinctSet) add(idx int64, h uint64) {
-	if d.last == nil {
-		d.last = make(map[uint64]int64)
-	}
-	if prev, ok := d.last[h]; ok && prev >= idx {
+	last, ok := d.last.ptr(h)
+	if ok && *last >= idx {
 		return
 	}
-	d.last[h] = idx
+	*last = idx
 	q := d.queue[d.head:]
 	if k := len(q); k == 0 || q[k-1].idx <= idx {
 		if d.head > 0 && d.head >= len(d.queue)/2 && len(d.queue) == cap(d.queue) {
@@ -166,8 +164,8 @@ func (d *distinctSet) add(idx int64, h uint64) {
 func (d *distinctSet) expire(from int64) {
 	for d.head < len(d.queue) && d.queue[d.head].idx < from {
 		e := d.queue[d.head]
-		if d.last[e.h] == e.idx {
-			delete(d.last, e.h)
+		if last, ok := d.last.get(e.h); ok && last == e.idx {
+			d.last.delete(e.h)
 		}
 		d.head++
 	}
@@ -177,4 +175,4 @@ func (d *distinctSet) expire(from int64) {
 	}
 }
 
-func (d *distinctSet) len() int { return len(d.last) }
+func (d *distinctSet) len() int { return d.last.len() }

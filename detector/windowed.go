@@ -16,6 +16,7 @@ type windowed struct {
 	nb      int64 // buckets per window
 	groups  *groupTable[windowState]
 	anomaly *anomalyShape
+	key     int // keyCache slot of the group_by fields
 }
 
 type windowState struct {
@@ -33,7 +34,7 @@ type windowState struct {
 func newWindowed(b evalBase) *windowed {
 	r := b.rs.rule
 	bs := int64(bucketSize(r.Window))
-	ev := &windowed{evalBase: b, bs: bs, nb: (int64(r.Window) + bs - 1) / bs}
+	ev := &windowed{evalBase: b, bs: bs, nb: (int64(r.Window) + bs - 1) / bs, key: b.keys.index(r.GroupBy)}
 	if r.Kind == rules.Anomaly {
 		ev.anomaly = newAnomalyShape(r)
 	}
@@ -53,8 +54,7 @@ func (ev *windowed) stats() (int, uint64) { return ev.groups.len(), ev.groups.ev
 
 func (ev *windowed) observe(e *event.Event, emit func(*Alert)) {
 	r := ev.rs.rule
-	key := ev.hasher.sum(e, r.GroupBy)
-	g, created := ev.groups.get(key, e, r.GroupBy)
+	g, created := ev.groups.get(ev.keys.sum(ev.key, e), e, r.GroupBy)
 	st := &g.state
 	ts := e.TS
 	idx := floorDiv(ts, ev.bs)
@@ -91,7 +91,7 @@ func (ev *windowed) observe(e *event.Event, emit func(*Alert)) {
 	if e.IsPHI() && (!st.phi || idx > st.phiIdx) {
 		st.phi, st.phiIdx = true, idx
 	}
-	st.samples.add(ts, e.ID)
+	st.samples.add(ts, e.ID, from*ev.bs)
 
 	value := ev.value(st)
 	threshold := r.Threshold

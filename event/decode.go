@@ -1,8 +1,10 @@
 package event
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -124,7 +126,7 @@ var fieldNames = [numFields]string{
 	fChanges:            "changes",
 }
 
-func bits(ids ...fieldID) uint32 {
+func maskOf(ids ...fieldID) uint32 {
 	var m uint32
 	for _, id := range ids {
 		m |= 1 << id
@@ -140,44 +142,132 @@ var (
 	requestRequired = []fieldID{fTS, fRequestID, fOrgID, fIP, fMethod, fRoute, fOperation, fStatus}
 	auditRequired   = []fieldID{fTS, fEventID, fOrgID, fActorID, fActorType, fAction, fResourceType, fStatus}
 
-	requestKnown = bits(fTS, fRequestID, fOrgID, fAPIKeyID, fKeyPermission, fIP, fCountry, fMethod,
+	requestKnown = maskOf(fTS, fRequestID, fOrgID, fAPIKeyID, fKeyPermission, fIP, fCountry, fMethod,
 		fRoute, fPath, fOperation, fNamespace, fDataClassification, fStatus, fBytesIn, fBytesOut,
 		fLatencyMs, fUserAgent)
-	auditKnown = bits(fTS, fEventID, fOrgID, fActorID, fActorType, fAPIKeyID, fKeyPermission, fIP,
+	auditKnown = maskOf(fTS, fEventID, fOrgID, fActorID, fActorType, fAPIKeyID, fKeyPermission, fIP,
 		fAction, fResourceType, fResourceID, fNamespace, fDataClassification, fStatus, fChanges)
 
-	requestRequiredMask = bits(requestRequired...)
-	auditRequiredMask   = bits(auditRequired...)
+	requestRequiredMask = maskOf(requestRequired...)
+	auditRequiredMask   = maskOf(auditRequired...)
 )
 
-// keyTable is a perfect hash of the field names: keyHash maps every name to
-// its own slot (checked in init), so a lookup is one hash and one string
-// comparison.
-var keyTable [64]fieldID
-
-func keyHash(k string) uint {
-	return (uint(len(k)) + uint(k[0])*3 + uint(k[len(k)-1])*39) & 63
-}
-
-func init() {
-	for id := fTS; id < numFields; id++ {
-		h := keyHash(fieldNames[id])
-		if keyTable[h] != fUnknown {
-			panic("event: field name hash collision between " + fieldNames[id] + " and " + fieldNames[keyTable[h]])
-		}
-		keyTable[h] = id
-	}
-}
-
+// lookupKey returns the field a key names, or fUnknown. Dispatching on the
+// length and then the first byte leaves one comparison with a constant
+// string, which the compiler inlines.
 func lookupKey(k string) fieldID {
-	if len(k) < 2 {
-		return fUnknown
+	switch len(k) {
+	case 2:
+		if k == "ts" {
+			return fTS
+		}
+		if k == "ip" {
+			return fIP
+		}
+	case 4:
+		if k == "path" {
+			return fPath
+		}
+	case 5:
+		if k == "route" {
+			return fRoute
+		}
+	case 6:
+		switch k[0] {
+		case 'o':
+			if k == "org_id" {
+				return fOrgID
+			}
+		case 'm':
+			if k == "method" {
+				return fMethod
+			}
+		case 's':
+			if k == "status" {
+				return fStatus
+			}
+		case 'a':
+			if k == "action" {
+				return fAction
+			}
+		}
+	case 7:
+		if k == "country" {
+			return fCountry
+		}
+		if k == "changes" {
+			return fChanges
+		}
+	case 8:
+		switch k[0] {
+		case 'e':
+			if k == "event_id" {
+				return fEventID
+			}
+		case 'b':
+			if k == "bytes_in" {
+				return fBytesIn
+			}
+		case 'a':
+			if k == "actor_id" {
+				return fActorID
+			}
+		}
+	case 9:
+		switch k[0] {
+		case 'o':
+			if k == "operation" {
+				return fOperation
+			}
+		case 'n':
+			if k == "namespace" {
+				return fNamespace
+			}
+		case 'b':
+			if k == "bytes_out" {
+				return fBytesOut
+			}
+		}
+	case 10:
+		switch k[0] {
+		case 'r':
+			if k == "request_id" {
+				return fRequestID
+			}
+		case 'a':
+			if k == "api_key_id" {
+				return fAPIKeyID
+			}
+			if k == "actor_type" {
+				return fActorType
+			}
+		case 'l':
+			if k == "latency_ms" {
+				return fLatencyMs
+			}
+		case 'u':
+			if k == "user_agent" {
+				return fUserAgent
+			}
+		}
+	case 11:
+		if k == "resource_id" {
+			return fResourceID
+		}
+	case 13:
+		if k == "resource_type" {
+			return fResourceType
+		}
+	case 14:
+		if k == "key_permission" {
+			return fKeyPermission
+		}
+	case 19:
+		if k == "data_classification" {
+			return fDataClassification
+		}
 	}
-	id := keyTable[keyHash(k)]
-	if fieldNames[id] != k {
-		return fUnknown
-	}
-	return id
+	return fUnknown
 }
 
 // Decode decodes one record of source src from data into *e, which it resets
@@ -970,9 +1060,7 @@ func (d *Decoder) readString() (string, error) {
 	start := d.pos + 1
 	i := start
 	for {
-		for i < len(data) && plain[data[i]] {
-			i++
-		}
+		i = skipPlain(data, i)
 		if i >= len(data) {
 			return "", d.syntax(len(data), "unexpected end of input in string")
 		}
@@ -997,6 +1085,29 @@ func (d *Decoder) readString() (string, error) {
 	}
 }
 
+// skipPlain returns the index of the first byte at or after i that is not
+// plain, or len(data). It looks at 8 bytes at a time: in the word w, the
+// expression below sets the top bit of the lowest byte that is < 0x20, '"',
+// '\\' or ≥ 0x80 (subtraction borrows only start at such a byte, so bytes
+// above it may be flagged wrongly but never bytes below).
+func skipPlain(data []byte, i int) int {
+	const (
+		ones = 0x0101010101010101
+		high = 0x8080808080808080
+	)
+	for ; i+8 <= len(data); i += 8 {
+		w := binary.LittleEndian.Uint64(data[i:])
+		t := (w - 0x20*ones) | ((w ^ '"'*ones) - ones) | ((w ^ '\\'*ones) - ones) | w
+		if m := t & high; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for i < len(data) && plain[data[i]] {
+		i++
+	}
+	return i
+}
+
 // readEscaped finishes reading a string that starts at data[start] and has
 // its first backslash at data[i], unescaping it into d.scratch.
 func (d *Decoder) readEscaped(start, i int) (string, error) {
@@ -1004,10 +1115,7 @@ func (d *Decoder) readEscaped(start, i int) (string, error) {
 	out := len(d.scratch)
 	d.scratch = append(d.scratch, data[start:i]...)
 	for {
-		j := i
-		for j < len(data) && plain[data[j]] {
-			j++
-		}
+		j := skipPlain(data, i)
 		d.scratch = append(d.scratch, data[i:j]...)
 		i = j
 		if i >= len(data) {
@@ -1045,9 +1153,7 @@ func (d *Decoder) skipString() error {
 	data := d.data
 	i := d.pos + 1
 	for {
-		for i < len(data) && plain[data[i]] {
-			i++
-		}
+		i = skipPlain(data, i)
 		if i >= len(data) {
 			return d.syntax(len(data), "unexpected end of input in string")
 		}

@@ -184,3 +184,129 @@ func compose(outer, inner func(rune) rune) func(rune) rune {
 	}
 	return func(r rune) rune { return outer(inner(r)) }
 }
+
+// Most log fields are ASCII, and lower/upper map ASCII to ASCII. For those a
+// 128-byte table maps the string byte for byte and the mapped string has the
+// same length, which makes the tests below plain loops.
+
+// asciiTable returns fold's mapping of the ASCII range, or nil when fold
+// takes some ASCII character out of it.
+func asciiTable(fold func(rune) rune) *[utf8.RuneSelf]byte {
+	var t [utf8.RuneSelf]byte
+	for c := range t {
+		r := fold(rune(c))
+		if r < 0 || r >= utf8.RuneSelf {
+			return nil
+		}
+		t[c] = byte(r)
+	}
+	return &t
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// The table* functions take an ASCII s, mapped through t, and a plain x.
+
+func tableHasPrefix(s string, t *[utf8.RuneSelf]byte, x string) bool {
+	if len(x) > len(s) {
+		return false
+	}
+	for i := 0; i < len(x); i++ {
+		if t[s[i]] != x[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func tableEqual(s string, t *[utf8.RuneSelf]byte, x string) bool {
+	return len(s) == len(x) && tableHasPrefix(s, t, x)
+}
+
+func tableHasSuffix(s string, t *[utf8.RuneSelf]byte, x string) bool {
+	return len(x) <= len(s) && tableHasPrefix(s[len(s)-len(x):], t, x)
+}
+
+func tableContains(s string, t *[utf8.RuneSelf]byte, x string) bool {
+	if len(x) == 0 {
+		return true
+	}
+	first := x[0]
+	for i := 0; i+len(x) <= len(s); i++ {
+		if t[s[i]] == first && tableHasPrefix(s[i:], t, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func tableCompare(s string, t *[utf8.RuneSelf]byte, x string) int {
+	for i := 0; i < len(s) && i < len(x); i++ {
+		if a, b := t[s[i]], x[i]; a != b {
+			if a < b {
+				return -1
+			}
+			return 1
+		}
+	}
+	switch {
+	case len(s) < len(x):
+		return -1
+	case len(s) > len(x):
+		return 1
+	}
+	return 0
+}
+
+// foldTest is one of the fold* tests with its ASCII shortcut.
+type foldTest struct {
+	generic func(s string, fs func(rune) rune, x string, fx func(rune) rune) bool
+	table   func(s string, t *[utf8.RuneSelf]byte, x string) bool
+}
+
+var (
+	testEqual     = foldTest{foldEqual, tableEqual}
+	testHasPrefix = foldTest{foldHasPrefix, tableHasPrefix}
+	testHasSuffix = foldTest{foldHasSuffix, tableHasSuffix}
+	testContains  = foldTest{foldContains, tableContains}
+)
+
+// bind returns test(s, fs, x, fx) as a function of s and x, taking the
+// table shortcut when only s is mapped and it is ASCII.
+func (ft foldTest) bind(fs, fx func(rune) rune) func(s, x string) bool {
+	generic := ft.generic
+	if fx == nil {
+		if t := asciiTable(fs); t != nil {
+			table := ft.table
+			return func(s, x string) bool {
+				if isASCII(s) {
+					return table(s, t, x)
+				}
+				return generic(s, fs, x, nil)
+			}
+		}
+	}
+	return func(s, x string) bool { return generic(s, fs, x, fx) }
+}
+
+// bindCompare is foldCompare as a function of s and x, with the shortcut.
+func bindCompare(fs, fx func(rune) rune) func(s, x string) int {
+	if fx == nil && fs != nil {
+		if t := asciiTable(fs); t != nil {
+			return func(s, x string) int {
+				if isASCII(s) {
+					return tableCompare(s, t, x)
+				}
+				return foldCompare(s, fs, x, nil)
+			}
+		}
+	}
+	return func(s, x string) int { return foldCompare(s, fs, x, fx) }
+}

@@ -358,20 +358,25 @@ func comparison[T int64 | float64 | string](op string, l, r func(*event.Event) T
 }
 
 func foldComparison(op string, l, r value) boolFn {
-	ls, lf, rs, rf := l.s, l.fold, r.s, r.fold
+	if l.fold == nil {
+		l, r, op = r, l, mirror[op] // the shortcuts want the mapped side left
+	}
+	ls, rs := l.s, r.s
 	switch op {
-	case "==":
-		return func(e *event.Event) bool { return foldEqual(ls(e), lf, rs(e), rf) }
-	case "!=":
-		return func(e *event.Event) bool { return !foldEqual(ls(e), lf, rs(e), rf) }
+	case "==", "!=":
+		eq, want := testEqual.bind(l.fold, r.fold), op == "=="
+		return func(e *event.Event) bool { return eq(ls(e), rs(e)) == want }
+	}
+	cmp := bindCompare(l.fold, r.fold)
+	switch op {
 	case "<":
-		return func(e *event.Event) bool { return foldCompare(ls(e), lf, rs(e), rf) < 0 }
+		return func(e *event.Event) bool { return cmp(ls(e), rs(e)) < 0 }
 	case "<=":
-		return func(e *event.Event) bool { return foldCompare(ls(e), lf, rs(e), rf) <= 0 }
+		return func(e *event.Event) bool { return cmp(ls(e), rs(e)) <= 0 }
 	case ">":
-		return func(e *event.Event) bool { return foldCompare(ls(e), lf, rs(e), rf) > 0 }
+		return func(e *event.Event) bool { return cmp(ls(e), rs(e)) > 0 }
 	case ">=":
-		return func(e *event.Event) bool { return foldCompare(ls(e), lf, rs(e), rf) >= 0 }
+		return func(e *event.Event) bool { return cmp(ls(e), rs(e)) >= 0 }
 	}
 	return nil
 }
@@ -466,17 +471,15 @@ func stringTest(op string, l, r value) (value, bool) {
 			b = func(e *event.Event) bool { return test(ls(e), rs(e)) }
 		}
 	} else {
-		var test func(s string, fs func(rune) rune, x string, fx func(rune) rune) bool
+		ft := testContains
 		switch op {
-		case "contains":
-			test = foldContains
 		case "startsWith":
-			test = foldHasPrefix
-		default:
-			test = foldHasSuffix
+			ft = testHasPrefix
+		case "endsWith":
+			ft = testHasSuffix
 		}
-		lf, rf := l.fold, r.fold
-		b = func(e *event.Event) bool { return test(ls(e), lf, rs(e), rf) }
+		test := ft.bind(l.fold, r.fold)
+		b = func(e *event.Event) bool { return test(ls(e), rs(e)) }
 	}
 	return finish(value{k: kBool, b: b}, l, r), true
 }
@@ -723,11 +726,11 @@ func (s *constSet) member(needle value) boolFn {
 	case kString:
 		x := needle.s
 		if needle.fold != nil {
-			fx, strs := needle.fold, s.strs
+			eq, strs := testEqual.bind(needle.fold, nil), s.strs
 			return func(e *event.Event) bool {
 				v := x(e)
 				for _, c := range strs {
-					if foldEqual(v, fx, c, nil) {
+					if eq(v, c) {
 						return true
 					}
 				}

@@ -1,0 +1,778 @@
+package ruletest
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-sec/vigil/event"
+	"github.com/vigil-sec/vigil/rules"
+)
+
+var (
+	fileKeys     = keys("rule_files", "start", "namespaces", "defaults", "tests")
+	testKeys     = keys("name", "defaults", "events", "expect")
+	eventKeys    = keys("source", "at", "ts", "repeat", "every", "fields")
+	expectKeys   = keys("rule", "group", "severity", "phi", "count", "at", "value")
+	defaultsKeys = keys("requests", "audit")
+)
+
+func keys(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// Parse parses a test file's content; path names it in errors and is the
+// base of relative rule_files. Parse checks that the rule paths exist but
+// does not load them: File.Run does.
+func Parse(path string, data []byte) (*File, error) {
+	p := &parser{file: path}
+	f := p.parse(data)
+	if err := p.errs.Err(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+type parser struct {
+	file string
+	errs rules.ErrorList
+}
+
+func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
+	p.errs = append(p.errs, &rules.Error{File: p.file, Line: n.Line, Column: n.Column, Msg: fmt.Sprintf(format, args...)})
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (p *parser) parse(data []byte) *File {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		e := &rules.Error{File: p.file, Line: 1, Column: 1, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			e.Line, _ = strconv.Atoi(m[1])
+			e.Msg = "invalid YAML: " + m[2]
+		}
+		p.errs = append(p.errs, e)
+		return nil
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		n := &doc
+		if len(doc.Content) > 0 {
+			n = doc.Content[0]
+		}
+		p.errs = append(p.errs, &rules.Error{File: p.file, Line: max(n.Line, 1), Column: max(n.Column, 1),
+			Msg: "a test file is a mapping with rule_files and tests"})
+		return nil
+	}
+	root := doc.Content[0]
+	m := p.mapping(root, fileKeys)
+	f := &File{Path: p.file, Start: DefaultStart}
+
+	if e, ok := m["rule_files"]; ok {
+		f.RuleFiles = p.ruleFiles(e)
+	} else {
+		p.errorf(root, "missing required key \"rule_files\" (the rule files or directories under test)")
+	}
+	if e, ok := m["start"]; ok {
+		if s, ok := p.scalar(e, "an RFC 3339 time such as 2026-11-22T18:00:00Z"); ok {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				p.errorf(e.value, "start must be an RFC 3339 time such as 2026-11-22T18:00:00Z, got %q", s)
+			} else {
+				f.Start = t.UTC()
+			}
+		}
+	}
+	if e, ok := m["namespaces"]; ok {
+		f.Namespaces = p.namespaces(e)
+	}
+	var fileDefaults defaults
+	if e, ok := m["defaults"]; ok {
+		fileDefaults = p.defaults(e)
+	}
+
+	e, ok := m["tests"]
+	if !ok {
+		p.errorf(root, "missing required key \"tests\" (a list of test cases)")
+		return f
+	}
+	if e.value.Kind != yaml.SequenceNode || len(e.value.Content) == 0 {
+		p.errorf(e.value, "tests must be a non-empty list of test cases, each with name, events and expect")
+		return f
+	}
+	names := map[string]int{}
+	for i, tn := range e.value.Content {
+		t := p.test(tn, i+1, f.Start, fileDefaults)
+		if t == nil {
+			continue
+		}
+		if line, dup := names[t.Name]; dup && t.Name != "" {
+			p.errorf(tn, "duplicate test name %q (first used on line %d)", t.Name, line)
+		}
+		names[t.Name] = t.Line
+		f.Tests = append(f.Tests, t)
+	}
+	return f
+}
+
+type entry struct {
+	key, value *yaml.Node
+}
+
+// mapping returns a mapping's entries by key, reporting unknown and
+// duplicate keys. allowed == nil accepts any key.
+func (p *parser) mapping(n *yaml.Node, allowed map[string]bool) map[string]entry {
+	out := map[string]entry{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			p.errorf(k, "keys must be plain strings")
+			continue
+		}
+		if _, dup := out[k.Value]; dup {
+			p.errorf(k, "duplicate key %q", k.Value)
+			continue
+		}
+		if allowed != nil && !allowed[k.Value] {
+			p.errorf(k, "unknown key %q%s", k.Value, suggest(k.Value, sortedKeys(allowed)))
+			continue
+		}
+		out[k.Value] = entry{k, v}
+	}
+	return out
+}
+
+// resolve follows YAML aliases (*anchor) to the node they name.
+func resolve(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// suggest names the closest allowed word, or lists them all.
+func suggest(word string, allowed []string) string {
+	best, bestD := "", 3
+	for _, a := range allowed {
+		if d := editDistance(word, a); d < bestD {
+			best, bestD = a, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	return " (allowed here: " + strings.Join(allowed, ", ") + ")"
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
+
+func (p *parser) scalar(e entry, what string) (string, bool) {
+	if e.value.Kind != yaml.ScalarNode || isNull(e.value) {
+		p.errorf(e.value, "%s must be %s", e.key.Value, what)
+		return "", false
+	}
+	return e.value.Value, true
+}
+
+func (p *parser) ruleFiles(e entry) []string {
+	var nodes []*yaml.Node
+	switch e.value.Kind {
+	case yaml.ScalarNode:
+		if !isNull(e.value) {
+			nodes = []*yaml.Node{e.value}
+		}
+	case yaml.SequenceNode:
+		nodes = e.value.Content
+	}
+	if len(nodes) == 0 {
+		p.errorf(e.value, "rule_files must be a non-empty list of rule files or directories, relative to the test file")
+		return nil
+	}
+	var out []string
+	for _, n := range nodes {
+		n = resolve(n)
+		if n.Kind != yaml.ScalarNode || isNull(n) || n.Value == "" {
+			p.errorf(n, "rule_files: expected a file or directory name")
+			continue
+		}
+		path := n.Value
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(filepath.Dir(p.file), path)
+		}
+		if _, err := os.Stat(path); err != nil {
+			p.errorf(n, "rule_files: %s: %v", path, errors.Unwrap(err))
+			continue
+		}
+		out = append(out, path)
+	}
+	return out
+}
+
+var classifications = keys("PUBLIC", "INTERNAL", "CONFIDENTIAL", "PHI")
+
+func (p *parser) namespaces(e entry) map[string]string {
+	if e.value.Kind != yaml.MappingNode {
+		p.errorf(e.value, "namespaces must be a mapping of namespace to data_classification, e.g. {ns_1: PHI}")
+		return nil
+	}
+	out := map[string]string{}
+	for ns, ne := range p.mapping(e.value, nil) {
+		c := ne.value.Value
+		if ne.value.Kind != yaml.ScalarNode || !classifications[c] {
+			p.errorf(ne.value, "namespace %q: data_classification must be PUBLIC, INTERNAL, CONFIDENTIAL or PHI", ns)
+			continue
+		}
+		out[ns] = c
+	}
+	return out
+}
+
+// field is one event field as written: its name and its YAML value.
+type field struct {
+	name  string
+	value *yaml.Node
+}
+
+// defaults holds the default fields of each source, indexed by event.Source.
+type defaults [3][]field
+
+// over returns d with o's fields merged over it, key by key.
+func (d defaults) over(o defaults) defaults {
+	var out defaults
+	for src := range d {
+		out[src] = merge(d[src], o[src])
+	}
+	return out
+}
+
+// merge returns base with the fields of top replacing or added to it;
+// fields keep the position where they first appeared.
+func merge(base, top []field) []field {
+	out := append([]field(nil), base...)
+next:
+	for _, f := range top {
+		for i := range out {
+			if out[i].name == f.name {
+				out[i] = f
+				continue next
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func (p *parser) defaults(e entry) defaults {
+	var d defaults
+	if e.value.Kind != yaml.MappingNode {
+		p.errorf(e.value, "defaults must be a mapping with requests and/or audit, each a mapping of event fields")
+		return d
+	}
+	for name, se := range p.mapping(e.value, defaultsKeys) {
+		src, _ := event.ParseSource(name)
+		d[src] = p.fields(se, src, "")
+	}
+	return d
+}
+
+// fields reads a mapping of event field names to values, checking the
+// names against the source's schema; prefix starts every message.
+func (p *parser) fields(e entry, src event.Source, prefix string) []field {
+	if e.value.Kind != yaml.MappingNode {
+		p.errorf(e.value, "%s%s must be a mapping of %s fields to values, e.g. {status: 401}", prefix, e.key.Value, src)
+		return nil
+	}
+	var out []field
+	for i := 0; i+1 < len(e.value.Content); i += 2 {
+		k, v := e.value.Content[i], resolve(e.value.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			p.errorf(k, "%sfield names must be plain strings", prefix)
+			continue
+		}
+		name := k.Value
+		if name == "ts" {
+			p.errorf(k, "%sts is set by the event's at (relative to start) or ts (absolute), not among its fields", prefix)
+			continue
+		}
+		if _, ok := event.Lookup(src, name); !ok {
+			p.errorf(k, "%sunknown %s field %q%s", prefix, src, name, suggest(name, schemaNames(src)))
+			continue
+		}
+		if hasField(out, name) {
+			p.errorf(k, "%sduplicate field %q", prefix, name)
+			continue
+		}
+		out = append(out, field{name, v})
+	}
+	return out
+}
+
+func hasField(fs []field, name string) bool {
+	for _, f := range fs {
+		if f.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func schemaNames(src event.Source) []string {
+	var out []string
+	for _, f := range event.Fields(src) {
+		if f.Name != "ts" {
+			out = append(out, f.Name)
+		}
+	}
+	return out
+}
+
+// test parses one test case; index is its 1-based position, used in
+// generated event ids.
+func (p *parser) test(n *yaml.Node, index int, start time.Time, fileDefaults defaults) *Test {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "each test must be a mapping with name, events and expect")
+		return nil
+	}
+	m := p.mapping(n, testKeys)
+	t := &Test{Line: n.Line}
+	if e, ok := m["name"]; ok {
+		if s, ok := p.scalar(e, "a string"); ok && strings.TrimSpace(s) != "" {
+			t.Name = s
+		} else if ok {
+			p.errorf(e.value, "name must not be empty")
+		}
+	} else {
+		p.errorf(n, "missing required key \"name\"")
+	}
+	d := fileDefaults
+	if e, ok := m["defaults"]; ok {
+		d = fileDefaults.over(p.defaults(e))
+	}
+	if e, ok := m["events"]; ok && !isNull(e.value) {
+		if e.value.Kind != yaml.SequenceNode {
+			p.errorf(e.value, "events must be a list of events, each with source and fields")
+		} else {
+			b := &eventBuilder{p: p, test: index, start: start, defaults: d}
+			for i, en := range e.value.Content {
+				t.Events = b.add(t.Events, resolve(en), i+1)
+			}
+			sortByTime(t.Events)
+		}
+	}
+	if e, ok := m["expect"]; ok && !isNull(e.value) {
+		if e.value.Kind != yaml.SequenceNode {
+			p.errorf(e.value, "expect must be a list of expected alerts ([] for none)")
+		} else {
+			for _, xn := range e.value.Content {
+				if x := p.expect(resolve(xn), start); x != nil {
+					t.Expect = append(t.Expect, x)
+				}
+			}
+		}
+	}
+	return t
+}
+
+// parseOffset reads a time relative to start: a duration with an optional
+// leading '+', in the units of rules.ParseDuration (which adds "d").
+func parseOffset(s string) (time.Duration, error) {
+	return rules.ParseDuration(strings.TrimPrefix(s, "+"))
+}
+
+// eventBuilder turns the events of one test into decoded events.
+type eventBuilder struct {
+	p        *parser
+	test     int // 1-based index of the test, for generated ids
+	start    time.Time
+	defaults defaults
+	n        int // events built so far, for generated ids
+	dec      event.Decoder
+	buf      []byte
+}
+
+// add builds the event entry n (1-based in its list), repeated as asked,
+// and appends the decoded events to evs.
+func (b *eventBuilder) add(evs []event.Event, n *yaml.Node, index int) []event.Event {
+	p := b.p
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "event %d: each event must be a mapping with source and fields", index)
+		return evs
+	}
+	m := p.mapping(n, eventKeys)
+	se, ok := m["source"]
+	if !ok {
+		p.errorf(n, "event %d: missing required key \"source\" (requests or audit)", index)
+		return evs
+	}
+	src, ok := event.ParseSource(se.value.Value)
+	if se.value.Kind != yaml.ScalarNode || !ok {
+		p.errorf(se.value, "event %d: source must be requests or audit", index)
+		return evs
+	}
+
+	// The time of the first occurrence, and the node that set it.
+	ts, tsNode := b.start, n
+	at, hasAt := m["at"]
+	abs, hasTS := m["ts"]
+	switch {
+	case hasAt && hasTS:
+		p.errorf(abs.key, "event %d: give either at (relative to start) or ts (absolute), not both", index)
+		return evs
+	case hasAt:
+		s, ok := p.scalar(at, "a duration relative to start, such as +30s")
+		if !ok {
+			return evs
+		}
+		d, err := parseOffset(s)
+		if err != nil {
+			p.errorf(at.value, "event %d: at must be a duration relative to start such as +30s, 5m or 1d2h: %v", index, err)
+			return evs
+		}
+		ts, tsNode = b.start.Add(d), at.value
+	case hasTS:
+		s, ok := p.scalar(abs, "an RFC 3339 time such as 2026-11-22T18:00:30Z")
+		if !ok {
+			return evs
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			p.errorf(abs.value, "event %d: ts must be an RFC 3339 time such as 2026-11-22T18:00:30Z, got %q", index, s)
+			return evs
+		}
+		ts, tsNode = t, abs.value
+	}
+
+	repeat := 1
+	if e, ok := m["repeat"]; ok {
+		var r int
+		if e.value.Kind != yaml.ScalarNode || e.value.ShortTag() != "!!int" || e.value.Decode(&r) != nil || r < 1 || r > MaxRepeat {
+			p.errorf(e.value, "event %d: repeat must be a whole number from 1 to %d", index, MaxRepeat)
+			return evs
+		}
+		repeat = r
+	}
+	var every time.Duration
+	if e, ok := m["every"]; ok {
+		if _, ok := m["repeat"]; !ok {
+			p.errorf(e.key, "event %d: every is the spacing between repeats and needs repeat", index)
+			return evs
+		}
+		s, ok := p.scalar(e, "a duration such as 1s")
+		if !ok {
+			return evs
+		}
+		d, err := rules.ParseDuration(s)
+		if err != nil {
+			p.errorf(e.value, "event %d: every: %v", index, err)
+			return evs
+		}
+		every = d
+	}
+
+	fields := b.defaults[src]
+	if e, ok := m["fields"]; ok && !isNull(e.value) {
+		fields = merge(fields, p.fields(e, src, fmt.Sprintf("event %d: ", index)))
+	}
+	idName := "request_id"
+	if src == event.Audit {
+		idName = "event_id"
+	}
+	hasID := hasField(fields, idName)
+
+	for i := 0; i < repeat; i++ {
+		b.n++
+		id := ""
+		if !hasID {
+			id = fmt.Sprintf("%d-%d", b.test, b.n)
+		}
+		var problem *yaml.Node
+		b.buf, problem = b.record(b.buf[:0], ts.Add(time.Duration(i)*every), idName, id, fields)
+		if problem != nil {
+			p.errorf(problem, "event %d: cannot be written as JSON (use numbers, strings, true, false, null, lists and mappings)", index)
+			return evs
+		}
+		var ev event.Event
+		if err := b.dec.Decode(src, b.buf, &ev); err != nil {
+			at := n
+			var ie *event.InvalidError
+			if errors.As(err, &ie) && ie.Field != "" {
+				if ie.Field == "ts" {
+					at = tsNode
+				}
+				for _, f := range fields {
+					if f.name == ie.Field {
+						at = f.value
+					}
+				}
+			}
+			p.errorf(at, "event %d: %v", index, err)
+			return evs
+		}
+		evs = append(evs, ev.Clone())
+	}
+	return evs
+}
+
+// record writes one event as the JSON object the logs would hold: ts, then
+// the generated id (when id != ""), then the fields. It returns the node of
+// a value JSON cannot express.
+func (b *eventBuilder) record(buf []byte, ts time.Time, idName, id string, fields []field) ([]byte, *yaml.Node) {
+	buf = append(buf, `{"ts":"`...)
+	layout := "2006-01-02T15:04:05.000Z07:00"
+	if ts.Nanosecond()%int(time.Millisecond) != 0 {
+		layout = "2006-01-02T15:04:05.000000000Z07:00"
+	}
+	buf = ts.UTC().AppendFormat(buf, layout)
+	buf = append(buf, '"')
+	if id != "" {
+		buf = append(buf, `,"`...)
+		buf = append(buf, idName...)
+		buf = append(buf, `":`...)
+		buf = strconv.AppendQuote(buf, id)
+	}
+	for _, f := range fields {
+		buf = append(buf, ',')
+		buf = strconv.AppendQuote(buf, f.name)
+		buf = append(buf, ':')
+		var bad *yaml.Node
+		if buf, bad = appendJSON(buf, f.value); bad != nil {
+			return buf, bad
+		}
+	}
+	return append(buf, '}'), nil
+}
+
+// appendJSON writes a YAML value as JSON. Scalars keep their YAML type:
+// 401 is a number, "401" and 198.51.100.23 are strings. A float without a
+// fraction is written as an integer, so 10e6 can fill an integer field.
+func appendJSON(buf []byte, n *yaml.Node) ([]byte, *yaml.Node) {
+	n = resolve(n)
+	switch n.Kind {
+	case yaml.MappingNode:
+		buf = append(buf, '{')
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			k := resolve(n.Content[i])
+			if k.Kind != yaml.ScalarNode {
+				return buf, k
+			}
+			buf = strconv.AppendQuote(buf, k.Value)
+			buf = append(buf, ':')
+			var bad *yaml.Node
+			if buf, bad = appendJSON(buf, n.Content[i+1]); bad != nil {
+				return buf, bad
+			}
+		}
+		return append(buf, '}'), nil
+	case yaml.SequenceNode:
+		buf = append(buf, '[')
+		for i, c := range n.Content {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			var bad *yaml.Node
+			if buf, bad = appendJSON(buf, c); bad != nil {
+				return buf, bad
+			}
+		}
+		return append(buf, ']'), nil
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return append(buf, "null"...), nil
+		case "!!bool":
+			var v bool
+			if n.Decode(&v) != nil {
+				return buf, n
+			}
+			return strconv.AppendBool(buf, v), nil
+		case "!!int":
+			var v int64
+			if n.Decode(&v) != nil {
+				return buf, n
+			}
+			return strconv.AppendInt(buf, v, 10), nil
+		case "!!float":
+			var v float64
+			if n.Decode(&v) != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+				return buf, n
+			}
+			if v == math.Trunc(v) && math.Abs(v) < 1e18 {
+				return strconv.AppendFloat(buf, v, 'f', -1, 64), nil
+			}
+			return strconv.AppendFloat(buf, v, 'g', -1, 64), nil
+		}
+		return strconv.AppendQuote(buf, n.Value), nil
+	}
+	return buf, n
+}
+
+// sortByTime orders events by event time, keeping file order on ties.
+func sortByTime(evs []event.Event) {
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].TS < evs[j].TS })
+}
+
+func (p *parser) expect(n *yaml.Node, start time.Time) *Expect {
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "each expected alert must be a mapping with at least rule")
+		return nil
+	}
+	before := len(p.errs)
+	m := p.mapping(n, expectKeys)
+	x := &Expect{Count: 1, Text: flow(n), Line: n.Line, Column: n.Column}
+	if e, ok := m["rule"]; ok {
+		if s, ok := p.scalar(e, "a rule id"); ok {
+			x.Rule, x.ruleLine, x.ruleCol = s, e.value.Line, e.value.Column
+		}
+	} else {
+		p.errorf(n, "missing required key \"rule\" (the id of the rule expected to fire)")
+	}
+	if e, ok := m["group"]; ok {
+		x.groupLine, x.groupCol = e.value.Line, e.value.Column
+		if e.value.Kind != yaml.MappingNode {
+			p.errorf(e.value, "group must be a mapping of field to value, e.g. {ip: 198.51.100.23}")
+		} else {
+			x.Group = map[string]string{}
+			for k, ge := range p.mapping(e.value, nil) {
+				if ge.value.Kind != yaml.ScalarNode {
+					p.errorf(ge.value, "group value of %q must be a plain value", k)
+					continue
+				}
+				x.Group[k] = ge.value.Value
+				if isNull(ge.value) {
+					x.Group[k] = "" // an absent field groups as its zero value
+				}
+			}
+		}
+	}
+	if e, ok := m["severity"]; ok {
+		if s, ok := p.scalar(e, "critical, high, medium, low or 1-4"); ok {
+			if sev, ok := rules.ParseSeverity(s); ok {
+				x.Severity = sev
+			} else {
+				p.errorf(e.value, "unknown severity %q: use critical, high, medium, low or 1-4", s)
+			}
+		}
+	}
+	if e, ok := m["phi"]; ok {
+		var v bool
+		if e.value.Kind != yaml.ScalarNode || e.value.ShortTag() != "!!bool" || e.value.Decode(&v) != nil {
+			p.errorf(e.value, "phi must be true or false")
+		} else {
+			x.PHI = &v
+		}
+	}
+	if e, ok := m["count"]; ok {
+		var c int
+		if e.value.Kind != yaml.ScalarNode || e.value.ShortTag() != "!!int" || e.value.Decode(&c) != nil || c < 1 {
+			p.errorf(e.value, "count must be a whole number of at least 1 (alerts not listed in expect already fail the test)")
+		} else {
+			x.Count = c
+		}
+	}
+	if e, ok := m["at"]; ok {
+		if s, ok := p.scalar(e, "a time"); ok {
+			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				x.At = &t
+			} else if d, err := parseOffset(s); err == nil {
+				t := start.Add(d)
+				x.At = &t
+			} else {
+				p.errorf(e.value, "at must be a duration relative to start such as +50s, or an RFC 3339 time, got %q", s)
+			}
+		}
+	}
+	if e, ok := m["value"]; ok {
+		var v float64
+		if e.value.Kind != yaml.ScalarNode || e.value.Decode(&v) != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			p.errorf(e.value, "value must be a number")
+		} else {
+			x.Value = &v
+		}
+	}
+	if len(p.errs) != before {
+		return nil
+	}
+	return x
+}
+
+// flow renders a YAML value in flow style, close to how it was written.
+func flow(n *yaml.Node) string {
+	n = resolve(n)
+	var b strings.Builder
+	switch n.Kind {
+	case yaml.MappingNode:
+		b.WriteByte('{')
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(flow(n.Content[i]))
+			b.WriteString(": ")
+			b.WriteString(flow(n.Content[i+1]))
+		}
+		b.WriteByte('}')
+	case yaml.SequenceNode:
+		b.WriteByte('[')
+		for i, c := range n.Content {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(flow(c))
+		}
+		b.WriteByte(']')
+	default:
+		v := n.Value
+		quoted := n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0
+		if quoted || v == "" || strings.TrimSpace(v) != v || strings.ContainsAny(v, ",:{}[]#&*!|>'\"%@`\n") {
+			return strconv.Quote(v)
+		}
+		return v
+	}
+	return b.String()
+}
