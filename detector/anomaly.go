@@ -30,13 +30,13 @@ const noSlot = math.MinInt64
 // slotRing keeps the per-slot aggregates of one group: the baseline slots
 // plus the (at most two) slots the current window overlaps.
 type slotRing struct {
-	ids      []int64
-	n        []int64
-	v        []float64
-	first    int64 // the group's first slot; the baseline fills from here
-	has      bool
-	setSlot  int64 // distinct: the slot whose values set holds
-	set      map[uint64]struct{}
+	ids     []int64
+	n       []int64
+	v       []float64
+	first   int64 // the group's first slot; the baseline fills from here
+	has     bool
+	setSlot int64 // distinct: the slot whose values set holds
+	set     map[uint64]struct{}
 }
 
 func (s *anomalyShape) newRing() *slotRing {

@@ -3,7 +3,7 @@ package detector
 import (
 	"fmt"
 	"math/rand/v2"
-		"testing"
+	"testing"
 	"time"
 
 	"github.com/vigil-sec/vigil/event"

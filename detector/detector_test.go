@@ -44,13 +44,13 @@ func audit(at time.Duration, action string, mods ...func(*event.Event)) event.Ev
 	return e
 }
 
-func ip(s string) func(*event.Event)     { return func(e *event.Event) { e.IP = s } }
-func status(n int64) func(*event.Event)  { return func(e *event.Event) { e.Status = n } }
-func phi(e *event.Event)                 { e.DataClassification = "PHI"; e.Namespace = "ns_phi" }
-func actor(s string) func(*event.Event)  { return func(e *event.Event) { e.ActorID = s } }
-func key(s string) func(*event.Event)    { return func(e *event.Event) { e.APIKeyID = s } }
+func ip(s string) func(*event.Event)      { return func(e *event.Event) { e.IP = s } }
+func status(n int64) func(*event.Event)   { return func(e *event.Event) { e.Status = n } }
+func phi(e *event.Event)                  { e.DataClassification = "PHI"; e.Namespace = "ns_phi" }
+func actor(s string) func(*event.Event)   { return func(e *event.Event) { e.ActorID = s } }
+func key(s string) func(*event.Event)     { return func(e *event.Event) { e.APIKeyID = s } }
 func bytesOut(n int64) func(*event.Event) { return func(e *event.Event) { e.BytesOut = n } }
-func ns(s string) func(*event.Event)     { return func(e *event.Event) { e.Namespace = s } }
+func ns(s string) func(*event.Event)      { return func(e *event.Event) { e.Namespace = s } }
 
 // repeat makes n events spaced by every, starting at from.
 func repeat(n int, from, every time.Duration, mk func(time.Duration) event.Event) []event.Event {

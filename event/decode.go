@@ -35,10 +35,13 @@ type Decoder struct {
 	MaxBytes int
 
 	data    []byte // the record being decoded
-	pos     int    // read position in data
-	key     string // top-level key whose value is being read, for error messages
 	scratch []byte // unescaped strings, reset per Decode
 	extra   []byte // Event.Extra, reset per Decode
+
+	// The top-level field whose value is being read, for error messages:
+	// a known field, or else an unknown key (or neither).
+	cur    fieldID
+	curKey string
 
 	// Unknown top-level keys seen so far (unescaped), for duplicate
 	// detection; unknownSet takes over when a record has very many.
@@ -125,6 +128,9 @@ var fieldNames = [numFields]string{
 	fResourceID:         "resource_id",
 	fChanges:            "changes",
 }
+
+// The field masks are uint32s.
+var _ [32 - numFields]struct{}
 
 func maskOf(ids ...fieldID) uint32 {
 	var m uint32
@@ -270,6 +276,63 @@ func lookupKey(k string) fieldID {
 	return fUnknown
 }
 
+// keyWords holds, for each field, its name followed by the closing quote
+// as three little-endian words and the masks selecting the bytes that
+// count; keyCandidates lists the fields by the first byte of their name.
+// matchKey uses them to recognise a key with three word comparisons.
+var (
+	keyWords      [numFields]struct{ w, m [3]uint64 }
+	keyCandidates [256][4]fieldID
+)
+
+func init() {
+	for id := fTS; id < numFields; id++ {
+		b := []byte(fieldNames[id] + `"`)
+		if len(b) > 24 {
+			panic("event: field name too long for matchKey: " + fieldNames[id])
+		}
+		for k, c := range b {
+			keyWords[id].w[k/8] |= uint64(c) << (8 * (k % 8))
+			keyWords[id].m[k/8] |= 0xff << (8 * (k % 8))
+		}
+		cands := &keyCandidates[b[0]]
+		for n := 0; ; n++ {
+			if n == len(cands) {
+				panic("event: too many field names start with " + string(b[:1]))
+			}
+			if cands[n] == fUnknown {
+				cands[n] = id
+				break
+			}
+		}
+	}
+}
+
+// matchKey recognises a field name written without escapes in the key at
+// data[i] (the opening quote) and returns its id and the position after the
+// closing quote. It returns fUnknown when the key needs reading the slow
+// way: an unknown key, a known one written with escapes, or one too near the
+// end of the input to load three words.
+func matchKey(data []byte, i int) (fieldID, int) {
+	if i < 0 || len(data)-i < 25 {
+		return fUnknown, i
+	}
+	p := data[i+1 : i+25]
+	w0 := binary.LittleEndian.Uint64(p[0:8])
+	w1 := binary.LittleEndian.Uint64(p[8:16])
+	w2 := binary.LittleEndian.Uint64(p[16:24])
+	for _, id := range &keyCandidates[p[0]] {
+		if id == fUnknown {
+			break
+		}
+		k := &keyWords[id]
+		if (w0^k.w[0])&k.m[0]|(w1^k.w[1])&k.m[1]|(w2^k.w[2])&k.m[2] == 0 {
+			return id, i + 2 + len(fieldNames[id])
+		}
+	}
+	return fUnknown, i
+}
+
 // Decode decodes one record of source src from data into *e, which it resets
 // first: fields absent from the record hold their zero value.
 //
@@ -294,7 +357,14 @@ func lookupKey(k string) fieldID {
 //   - duplicate keys are rejected at the top level only; nested objects
 //     inside `changes` and unknown fields are kept verbatim, not interpreted;
 //   - a \u escape encoding half of a surrogate pair alone is invalid, like
-//     invalid UTF-8.
+//     invalid UTF-8;
+//   - ts strings follow RFC 3339 strictly (YYYY-MM-DDTHH:MM:SS, 1 to 9
+//     fractional digits, Z or ±HH:MM with HH ≤ 23; "t" and "z" may be lower
+//     case as RFC 3339 allows; no leap second); its date must lie in the years
+//     1678..2261, and integer milliseconds must too, so that TS never
+//     overflows int64 nanoseconds;
+//   - the top-level object is nesting level 1 and MaxDepth levels are
+//     allowed; the size limit counts the whole record including whitespace.
 func (d *Decoder) Decode(src Source, data []byte, e *Event) error {
 	var required []fieldID
 	var known, requiredMask uint32
@@ -317,7 +387,7 @@ func (d *Decoder) Decode(src Source, data []byte, e *Event) error {
 		return &InvalidError{Reason: fmt.Sprintf("record is %d bytes, over the limit of %d bytes", len(data), limit)}
 	}
 
-	d.data, d.pos, d.key = data, 0, ""
+	d.data = data
 	d.scratch = d.scratch[:0]
 	d.extra = d.extra[:0]
 	present, err := d.object(src, known, e)
@@ -339,7 +409,7 @@ func (d *Decoder) Decode(src Source, data []byte, e *Event) error {
 
 	// Drop references to data so that the Decoder does not keep the
 	// caller's buffer alive.
-	d.data, d.key = nil, ""
+	d.data, d.cur, d.curKey = nil, fUnknown, ""
 	if len(d.unknown) > 0 {
 		clear(d.unknown)
 		d.unknown = d.unknown[:0]
@@ -358,83 +428,91 @@ func (d *Decoder) Decode(src Source, data []byte, e *Event) error {
 // with a non-null value.
 func (d *Decoder) object(src Source, known uint32, e *Event) (present uint32, err error) {
 	data := d.data
-	d.skipWS()
-	if d.pos >= len(data) {
+	i := skipWS(data, 0)
+	if i >= len(data) {
 		return 0, &InvalidError{Reason: "empty record"}
 	}
-	if c := data[d.pos]; c != '{' {
+	if c := data[i]; c != '{' {
 		if c == '[' || c == '"' || c == '-' || isDigit(c) || c == 't' || c == 'f' || c == 'n' {
 			return 0, &InvalidError{Reason: "not a JSON object"}
 		}
-		return 0, d.unexpected("'{'")
+		return 0, d.unexpected(i, "'{'")
 	}
-	d.pos++
-	d.skipWS()
-	if d.pos < len(data) && data[d.pos] == '}' {
-		d.pos++
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		i++
 	} else {
 		var seen uint32
 		for {
-			if d.pos >= len(data) || data[d.pos] != '"' {
-				return 0, d.unexpected("a string key")
+			if i >= len(data) || data[i] != '"' {
+				return 0, d.unexpected(i, "a string key")
 			}
-			keyStart := d.pos
-			key, err := d.readString()
-			if err != nil {
-				return 0, err
+			keyStart := i
+			var key string // set only when read the slow way
+			id, j := matchKey(data, i)
+			if id == fUnknown {
+				if key, j, err = d.readString(i); err != nil {
+					return 0, err
+				}
+				id = lookupKey(key)
 			}
-			keyEnd := d.pos
-			d.skipWS()
-			if d.pos >= len(data) || data[d.pos] != ':' {
-				return 0, d.unexpected("':'")
+			keyEnd := j
+			if j < len(data) && data[j] == ':' {
+				j++
+			} else {
+				j = skipWS(data, j)
+				if j >= len(data) || data[j] != ':' {
+					return 0, d.unexpected(j, "':'")
+				}
+				j++
 			}
-			d.pos++
-			d.skipWS()
+			j = skipWS(data, j)
 
-			id := lookupKey(key)
-			if bit := uint32(1) << id; id != fUnknown && known&bit != 0 {
+			if bit := uint32(1) << id; known&bit != 0 { // never true for fUnknown
 				if seen&bit != 0 {
-					return 0, d.duplicate(key)
+					return 0, d.duplicate(fieldNames[id])
 				}
 				seen |= bit
-				d.key = fieldNames[id]
-				set, err := d.field(src, id, e)
-				if err != nil {
+				d.cur = id
+				var set bool
+				if j, set, err = d.field(src, id, e, j); err != nil {
 					return 0, err
 				}
 				if set {
 					present |= bit
 				}
+				d.cur = fUnknown
 			} else {
+				if id != fUnknown { // a field of the other source
+					key = fieldNames[id]
+				}
 				if d.seenUnknown(key) {
 					return 0, d.duplicate(key)
 				}
-				d.key = key
-				valStart := d.pos
-				if err := d.skipValue(1); err != nil {
+				d.curKey = key
+				valStart := j
+				if j, err = d.skipValue(j, 1); err != nil {
 					return 0, err
 				}
-				d.addExtra(data[keyStart:keyEnd], data[valStart:d.pos])
+				d.addExtra(data[keyStart:keyEnd], data[valStart:j])
+				d.curKey = ""
 			}
-			d.key = ""
 
-			d.skipWS()
-			if d.pos < len(data) {
-				if c := data[d.pos]; c == ',' {
-					d.pos++
-					d.skipWS()
+			j = skipWS(data, j)
+			if j < len(data) {
+				if c := data[j]; c == ',' {
+					i = skipWS(data, j+1)
 					continue
 				} else if c == '}' {
-					d.pos++
+					i = j + 1
 					break
 				}
 			}
-			return 0, d.unexpected("',' or '}'")
+			return 0, d.unexpected(j, "',' or '}'")
 		}
 	}
-	d.skipWS()
-	if d.pos < len(data) {
-		return 0, d.syntax(d.pos, "unexpected data after the object")
+	if i = skipWS(data, i); i < len(data) {
+		return 0, d.syntax(i, "unexpected data after the object")
 	}
 	return present, nil
 }
@@ -484,26 +562,29 @@ func (d *Decoder) addExtra(rawKey, rawValue []byte) {
 	d.extra = append(d.extra, rawValue...)
 }
 
-// field decodes the value of a known field and reports whether it was
-// non-null.
-func (d *Decoder) field(src Source, id fieldID, e *Event) (bool, error) {
-	if d.pos >= len(d.data) {
-		return false, d.syntax(d.pos, "unexpected end of input")
+// field decodes the value of a known field, which starts at data[i], and
+// returns the position after it and whether it was non-null.
+func (d *Decoder) field(src Source, id fieldID, e *Event, i int) (next int, set bool, err error) {
+	data := d.data
+	if i >= len(data) {
+		return i, false, d.syntax(i, "unexpected end of input, want a value")
 	}
 	switch id {
 	case fTS:
-		return d.ts(e)
+		return d.ts(e, i)
 	case fStatus:
 		if src == Requests {
-			v, set, err := d.integer(id)
-			if err == nil && set && (v < 0 || v > 999) {
+			var v int64
+			v, next, set, err = d.integer(id, i)
+			if err == nil && (v < 0 || v > 999) {
 				err = d.invalidf(id, "%d is out of range 0..999", v)
 			}
 			e.Status = v
-			return set, err
+			return next, set, err
 		}
 	case fBytesIn, fBytesOut:
-		v, set, err := d.integer(id)
+		var v int64
+		v, next, set, err = d.integer(id, i)
 		if err == nil && v < 0 {
 			err = d.invalidf(id, "must not be negative, got %d", v)
 		}
@@ -512,25 +593,25 @@ func (d *Decoder) field(src Source, id fieldID, e *Event) (bool, error) {
 		} else {
 			e.BytesOut = v
 		}
-		return set, err
+		return next, set, err
 	case fLatencyMs:
-		return d.latency(e)
+		return d.latency(e, i)
 	case fChanges:
-		return d.changes(e)
+		return d.changes(e, i)
 	}
 
 	// Everything else is a string.
 	var s string
-	switch d.data[d.pos] {
+	switch data[i] {
 	case '"':
-		var err error
-		if s, err = d.readString(); err != nil {
-			return false, err
+		if s, next, err = d.readString(i); err != nil {
+			return next, false, err
 		}
 	case 'n':
-		return false, d.literal("null")
+		next, err = d.literal(i, "null")
+		return next, false, err
 	default:
-		return false, d.wrongType(id, "string")
+		return i, false, d.wrongType(id, i, "string")
 	}
 
 	switch id {
@@ -544,15 +625,15 @@ func (d *Decoder) field(src Source, id fieldID, e *Event) (bool, error) {
 		switch s {
 		case "", "READ", "WRITE", "DELETE", "ADMIN":
 		default:
-			return false, d.notOneOf(id, s, "READ, WRITE, DELETE, ADMIN")
+			return next, false, d.notOneOf(id, s, "READ, WRITE, DELETE, ADMIN")
 		}
 		e.KeyPermission = s
 	case fIP:
 		if s == "" && src == Audit {
-			return true, nil
+			return next, true, nil
 		}
 		if a, err := netip.ParseAddr(s); err != nil || a.Zone() != "" {
-			return false, d.invalidf(id, "%s is not an IPv4 or IPv6 address", quote(s))
+			return next, false, d.invalidf(id, "%s is not an IPv4 or IPv6 address", quote(s))
 		}
 		e.IP = s
 	case fCountry:
@@ -567,7 +648,7 @@ func (d *Decoder) field(src Source, id fieldID, e *Event) (bool, error) {
 		switch s {
 		case "metadata", "data", "search", "upload", "compute":
 		default:
-			return false, d.notOneOf(id, s, "metadata, data, search, upload, compute")
+			return next, false, d.notOneOf(id, s, "metadata, data, search, upload, compute")
 		}
 		e.Operation = s
 	case fNamespace:
@@ -576,7 +657,7 @@ func (d *Decoder) field(src Source, id fieldID, e *Event) (bool, error) {
 		switch s {
 		case "", "PUBLIC", "INTERNAL", "CONFIDENTIAL", "PHI":
 		default:
-			return false, d.notOneOf(id, s, "PUBLIC, INTERNAL, CONFIDENTIAL, PHI")
+			return next, false, d.notOneOf(id, s, "PUBLIC, INTERNAL, CONFIDENTIAL, PHI")
 		}
 		e.DataClassification = s
 	case fUserAgent:
@@ -587,7 +668,7 @@ func (d *Decoder) field(src Source, id fieldID, e *Event) (bool, error) {
 		switch s {
 		case "user", "api_key", "system":
 		default:
-			return false, d.notOneOf(id, s, "user, api_key, system")
+			return next, false, d.notOneOf(id, s, "user, api_key, system")
 		}
 		e.ActorType = s
 	case fAction:
@@ -600,125 +681,128 @@ func (d *Decoder) field(src Source, id fieldID, e *Event) (bool, error) {
 		switch s {
 		case "success", "failure", "denied":
 		default:
-			return false, d.notOneOf(id, s, "success, failure, denied")
+			return next, false, d.notOneOf(id, s, "success, failure, denied")
 		}
 		e.Outcome = s
 	}
 	if s == "" {
 		switch id {
 		case fRequestID, fEventID, fOrgID, fMethod, fRoute, fAction, fActorID, fResourceType:
-			return false, d.invalidf(id, "must not be empty")
+			return next, false, d.invalidf(id, "must not be empty")
 		}
 	}
-	return true, nil
+	return next, true, nil
 }
 
-// integer reads an integer field: a JSON number without fraction or
-// exponent that fits an int64, or null.
-func (d *Decoder) integer(id fieldID) (v int64, set bool, err error) {
-	c := d.data[d.pos]
+// integer reads an integer field at data[i]: a JSON number without fraction
+// or exponent that fits an int64, or null.
+func (d *Decoder) integer(id fieldID, i int) (v int64, next int, set bool, err error) {
+	data := d.data
+	c := data[i]
 	if c == 'n' {
-		return 0, false, d.literal("null")
+		next, err = d.literal(i, "null")
+		return 0, next, false, err
 	}
 	if c != '-' && !isDigit(c) {
-		return 0, false, d.wrongType(id, "integer")
+		return 0, i, false, d.wrongType(id, i, "integer")
 	}
-	start := d.pos
-	isInt, err := d.number()
+	next, isInt, err := d.number(i)
 	if err != nil {
-		return 0, false, err
+		return 0, next, false, err
 	}
-	lit := d.data[start:d.pos]
+	lit := data[i:next]
 	if !isInt {
-		return 0, false, d.invalidf(id, "want integer, got number %s", truncate(string(lit)))
+		return 0, next, false, d.invalidf(id, "want integer, got number %s", truncate(string(lit)))
 	}
 	v, ok := parseInt(lit)
 	if !ok {
-		return 0, false, d.invalidf(id, "%s does not fit a 64-bit integer", truncate(string(lit)))
+		return 0, next, false, d.invalidf(id, "%s does not fit a 64-bit integer", truncate(string(lit)))
 	}
-	return v, true, nil
+	return v, next, true, nil
 }
 
-func (d *Decoder) latency(e *Event) (bool, error) {
-	c := d.data[d.pos]
+func (d *Decoder) latency(e *Event, i int) (next int, set bool, err error) {
+	data := d.data
+	c := data[i]
 	if c == 'n' {
-		return false, d.literal("null")
+		next, err = d.literal(i, "null")
+		return next, false, err
 	}
 	if c != '-' && !isDigit(c) {
-		return false, d.wrongType(fLatencyMs, "number")
+		return i, false, d.wrongType(fLatencyMs, i, "number")
 	}
-	start := d.pos
-	if _, err := d.number(); err != nil {
-		return false, err
+	if next, _, err = d.number(i); err != nil {
+		return next, false, err
 	}
-	lit := d.data[start:d.pos]
+	lit := data[i:next]
 	v, ok := parseFloat(lit)
 	if !ok {
-		return false, d.invalidf(fLatencyMs, "%s is out of range", truncate(string(lit)))
+		return next, false, d.invalidf(fLatencyMs, "%s is out of range", truncate(string(lit)))
 	}
 	if v < 0 {
-		return false, d.invalidf(fLatencyMs, "must not be negative, got %s", truncate(string(lit)))
+		return next, false, d.invalidf(fLatencyMs, "must not be negative, got %s", truncate(string(lit)))
 	}
 	e.LatencyMs = v + 0 // turns -0 into 0
-	return true, nil
+	return next, true, nil
 }
 
-func (d *Decoder) changes(e *Event) (bool, error) {
-	switch d.data[d.pos] {
+func (d *Decoder) changes(e *Event, i int) (next int, set bool, err error) {
+	switch d.data[i] {
 	case 'n':
-		return false, d.literal("null")
+		next, err = d.literal(i, "null")
+		return next, false, err
 	case '{':
-		start := d.pos
-		if err := d.skipValue(1); err != nil {
-			return false, err
+		if next, err = d.skipValue(i, 1); err != nil {
+			return next, false, err
 		}
-		e.Changes = d.data[start:d.pos:d.pos]
-		return true, nil
+		e.Changes = d.data[i:next:next]
+		return next, true, nil
 	}
-	return false, d.wrongType(fChanges, "object")
+	return i, false, d.wrongType(fChanges, i, "object")
 }
 
 const tsForms = "not an RFC 3339 time or integer Unix milliseconds"
 
-func (d *Decoder) ts(e *Event) (bool, error) {
-	switch c := d.data[d.pos]; {
+func (d *Decoder) ts(e *Event, i int) (next int, set bool, err error) {
+	data := d.data
+	switch c := data[i]; {
 	case c == 'n':
-		return false, d.literal("null")
+		next, err = d.literal(i, "null")
+		return next, false, err
 	case c == '"':
-		s, err := d.readString()
-		if err != nil {
-			return false, err
+		var s string
+		if s, next, err = d.readString(i); err != nil {
+			return next, false, err
 		}
 		ns, problem := parseRFC3339(s)
 		if problem != "" {
 			if problem == tsForms {
-				return false, d.invalidf(fTS, "%s is %s", quote(s), tsForms)
+				return next, false, d.invalidf(fTS, "%s is %s", quote(s), tsForms)
 			}
-			return false, d.invalidf(fTS, "%s is not a valid RFC 3339 time: %s", quote(s), problem)
+			return next, false, d.invalidf(fTS, "%s is not a valid RFC 3339 time: %s", quote(s), problem)
 		}
 		e.TS = ns
-		return true, nil
+		return next, true, nil
 	case c == '-' || isDigit(c):
-		start := d.pos
-		isInt, err := d.number()
-		if err != nil {
-			return false, err
+		var isInt bool
+		if next, isInt, err = d.number(i); err != nil {
+			return next, false, err
 		}
-		lit := d.data[start:d.pos]
+		lit := data[i:next]
 		if !isInt {
-			return false, d.invalidf(fTS, "want integer Unix milliseconds, got number %s", truncate(string(lit)))
+			return next, false, d.invalidf(fTS, "want integer Unix milliseconds, got number %s", truncate(string(lit)))
 		}
 		ms, ok := parseInt(lit)
 		if !ok || ms < minTSMillis || ms > maxTSMillis {
-			return false, d.invalidf(fTS, "%s Unix milliseconds is outside the years %d..%d", truncate(string(lit)), minYear, maxYear)
+			return next, false, d.invalidf(fTS, "%s Unix milliseconds is outside the years %d..%d", truncate(string(lit)), minYear, maxYear)
 		}
 		e.TS = ms * 1e6
-		return true, nil
+		return next, true, nil
 	}
-	if err := d.skipValue(1); err != nil {
-		return false, err
+	if next, err = d.skipValue(i, 1); err != nil {
+		return next, false, err
 	}
-	return false, &InvalidError{Field: "ts", Reason: `field "ts": ` + tsForms}
+	return next, false, &InvalidError{Field: "ts", Reason: `field "ts": ` + tsForms}
 }
 
 // ---- errors ----
@@ -732,11 +816,12 @@ func (d *Decoder) notOneOf(id fieldID, s, values string) error {
 	return d.invalidf(id, "%s is not one of %s", quote(s), values)
 }
 
-// wrongType reports a value of the wrong JSON type, once the value has been
-// checked to be valid JSON (otherwise that is the error reported).
-func (d *Decoder) wrongType(id fieldID, want string) error {
+// wrongType reports the value at data[i] as being of the wrong JSON type,
+// once it has been checked to be valid JSON (otherwise that is the error
+// reported).
+func (d *Decoder) wrongType(id fieldID, i int, want string) error {
 	var got string
-	switch c := d.data[d.pos]; {
+	switch c := d.data[i]; {
 	case c == '"':
 		got = "string"
 	case c == '{':
@@ -748,25 +833,41 @@ func (d *Decoder) wrongType(id fieldID, want string) error {
 	case c == '-' || isDigit(c):
 		got = "number"
 	}
-	if err := d.skipValue(1); err != nil {
+	if _, err := d.skipValue(i, 1); err != nil {
 		return err
 	}
 	return d.invalidf(id, "want %s, got %s", want, got)
 }
 
+// field returns the name of the top-level field being decoded, for errors.
+func (d *Decoder) fieldName() string {
+	if d.cur != fUnknown {
+		return fieldNames[d.cur]
+	}
+	return strings.Clone(d.curKey)
+}
+
 func (d *Decoder) syntax(pos int, msg string) error {
 	return &InvalidError{
-		Field:  strings.Clone(d.key),
+		Field:  d.fieldName(),
 		Reason: "invalid JSON at byte " + strconv.Itoa(pos) + ": " + msg,
 	}
 }
 
-// unexpected reports the byte at d.pos, or the end of input, where want was expected.
-func (d *Decoder) unexpected(want string) error {
-	if d.pos >= len(d.data) {
-		return d.syntax(d.pos, "unexpected end of input, want "+want)
+// unexpected reports the byte at data[i], or the end of input, where want
+// was expected.
+func (d *Decoder) unexpected(i int, want string) error {
+	if i >= len(d.data) {
+		return d.syntax(i, "unexpected end of input, want "+want)
 	}
-	return d.syntax(d.pos, "unexpected "+describeByte(d.data[d.pos])+", want "+want)
+	return d.syntax(i, "unexpected "+describeByte(d.data[i])+", want "+want)
+}
+
+func (d *Decoder) tooDeep(i int) error {
+	return &InvalidError{
+		Field:  d.fieldName(),
+		Reason: fmt.Sprintf("nesting deeper than %d levels at byte %d", MaxDepth, i),
+	}
 }
 
 func describeByte(c byte) string {
@@ -792,44 +893,44 @@ func truncate(s string) string {
 }
 
 // ---- scanning ----
+//
+// The scanning functions take the position to start at and return the
+// position after what they read.
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-func (d *Decoder) skipWS() {
-	for d.pos < len(d.data) {
-		switch d.data[d.pos] {
-		case ' ', '\t', '\n', '\r':
-			d.pos++
-		default:
-			return
-		}
+func isSpace(c byte) bool { return c <= ' ' && (c == ' ' || c == '\t' || c == '\n' || c == '\r') }
+
+func skipWS(data []byte, i int) int {
+	for i < len(data) && isSpace(data[i]) {
+		i++
 	}
+	return i
 }
 
-func (d *Decoder) literal(lit string) error {
-	for i := 0; i < len(lit); i++ {
-		if d.pos >= len(d.data) {
-			return d.syntax(d.pos, "unexpected end of input")
-		}
-		if d.data[d.pos] != lit[i] {
-			return d.syntax(d.pos, "unexpected "+describeByte(d.data[d.pos])+" in literal, want "+lit)
-		}
-		d.pos++
-	}
-	return nil
-}
-
-// number scans a JSON number at d.pos and reports whether it is written as
-// an integer (no fraction, no exponent).
-func (d *Decoder) number() (isInt bool, err error) {
+func (d *Decoder) literal(i int, lit string) (int, error) {
 	data := d.data
-	i := d.pos
+	for k := 0; k < len(lit); k++ {
+		if i >= len(data) {
+			return i, d.syntax(i, "unexpected end of input")
+		}
+		if data[i] != lit[k] {
+			return i, d.syntax(i, "unexpected "+describeByte(data[i])+" in literal, want "+lit)
+		}
+		i++
+	}
+	return i, nil
+}
+
+// number scans the JSON number at data[i] and reports whether it is written
+// as an integer (no fraction, no exponent).
+func (d *Decoder) number(i int) (next int, isInt bool, err error) {
+	data := d.data
 	if i < len(data) && data[i] == '-' {
 		i++
 	}
 	if i >= len(data) || !isDigit(data[i]) {
-		d.pos = i
-		return false, d.unexpected("a digit")
+		return i, false, d.unexpected(i, "a digit")
 	}
 	if data[i] == '0' {
 		i++
@@ -843,8 +944,7 @@ func (d *Decoder) number() (isInt bool, err error) {
 		isInt = false
 		i++
 		if i >= len(data) || !isDigit(data[i]) {
-			d.pos = i
-			return false, d.unexpected("a digit after the decimal point")
+			return i, false, d.unexpected(i, "a digit after the decimal point")
 		}
 		for i < len(data) && isDigit(data[i]) {
 			i++
@@ -857,15 +957,13 @@ func (d *Decoder) number() (isInt bool, err error) {
 			i++
 		}
 		if i >= len(data) || !isDigit(data[i]) {
-			d.pos = i
-			return false, d.unexpected("a digit in the exponent")
+			return i, false, d.unexpected(i, "a digit in the exponent")
 		}
 		for i < len(data) && isDigit(data[i]) {
 			i++
 		}
 	}
-	d.pos = i
-	return isInt, nil
+	return i, isInt, nil
 }
 
 // parseInt converts a JSON integer literal (already validated: optional
@@ -944,102 +1042,87 @@ func parseFloat(lit []byte) (float64, bool) {
 	return f, true
 }
 
-// skipValue validates the JSON value at d.pos and moves past it. depth is
-// the nesting level of the container holding the value.
-func (d *Decoder) skipValue(depth int) error {
+// skipValue validates the JSON value at data[i] and returns the position
+// after it. depth is the nesting level of the container holding the value.
+func (d *Decoder) skipValue(i, depth int) (int, error) {
 	data := d.data
-	if d.pos >= len(data) {
-		return d.syntax(d.pos, "unexpected end of input, want a value")
+	if i >= len(data) {
+		return i, d.syntax(i, "unexpected end of input, want a value")
 	}
-	switch c := data[d.pos]; {
+	switch c := data[i]; {
 	case c == '"':
-		return d.skipString()
+		return d.skipString(i)
 	case c == '-' || isDigit(c):
-		_, err := d.number()
-		return err
+		next, _, err := d.number(i)
+		return next, err
 	case c == 't':
-		return d.literal("true")
+		return d.literal(i, "true")
 	case c == 'f':
-		return d.literal("false")
+		return d.literal(i, "false")
 	case c == 'n':
-		return d.literal("null")
+		return d.literal(i, "null")
 	case c == '{':
 		if depth++; depth > MaxDepth {
-			return d.tooDeep()
+			return i, d.tooDeep(i)
 		}
-		d.pos++
-		d.skipWS()
-		if d.pos < len(data) && data[d.pos] == '}' {
-			d.pos++
-			return nil
+		i = skipWS(data, i+1)
+		if i < len(data) && data[i] == '}' {
+			return i + 1, nil
 		}
 		for {
-			if d.pos >= len(data) || data[d.pos] != '"' {
-				return d.unexpected("a string key")
+			if i >= len(data) || data[i] != '"' {
+				return i, d.unexpected(i, "a string key")
 			}
-			if err := d.skipString(); err != nil {
-				return err
+			var err error
+			if i, err = d.skipString(i); err != nil {
+				return i, err
 			}
-			d.skipWS()
-			if d.pos >= len(data) || data[d.pos] != ':' {
-				return d.unexpected("':'")
+			i = skipWS(data, i)
+			if i >= len(data) || data[i] != ':' {
+				return i, d.unexpected(i, "':'")
 			}
-			d.pos++
-			d.skipWS()
-			if err := d.skipValue(depth); err != nil {
-				return err
+			if i, err = d.skipValue(skipWS(data, i+1), depth); err != nil {
+				return i, err
 			}
-			d.skipWS()
-			if d.pos < len(data) {
-				switch data[d.pos] {
+			i = skipWS(data, i)
+			if i < len(data) {
+				switch data[i] {
 				case ',':
-					d.pos++
-					d.skipWS()
+					i = skipWS(data, i+1)
 					continue
 				case '}':
-					d.pos++
-					return nil
+					return i + 1, nil
 				}
 			}
-			return d.unexpected("',' or '}'")
+			return i, d.unexpected(i, "',' or '}'")
 		}
 	case c == '[':
 		if depth++; depth > MaxDepth {
-			return d.tooDeep()
+			return i, d.tooDeep(i)
 		}
-		d.pos++
-		d.skipWS()
-		if d.pos < len(data) && data[d.pos] == ']' {
-			d.pos++
-			return nil
+		i = skipWS(data, i+1)
+		if i < len(data) && data[i] == ']' {
+			return i + 1, nil
 		}
 		for {
-			if err := d.skipValue(depth); err != nil {
-				return err
+			var err error
+			if i, err = d.skipValue(i, depth); err != nil {
+				return i, err
 			}
-			d.skipWS()
-			if d.pos < len(data) {
-				switch data[d.pos] {
+			i = skipWS(data, i)
+			if i < len(data) {
+				switch data[i] {
 				case ',':
-					d.pos++
-					d.skipWS()
+					i = skipWS(data, i+1)
 					continue
 				case ']':
-					d.pos++
-					return nil
+					return i + 1, nil
 				}
 			}
-			return d.unexpected("',' or ']'")
+			return i, d.unexpected(i, "',' or ']'")
 		}
 	}
-	return d.unexpected("a value")
-}
-
-func (d *Decoder) tooDeep() error {
-	return &InvalidError{
-		Field:  strings.Clone(d.key),
-		Reason: fmt.Sprintf("nesting deeper than %d levels at byte %d", MaxDepth, d.pos),
-	}
+	return i, d.unexpected(i, "a value")
 }
 
 // plain marks the bytes that stand for themselves inside a JSON string:
@@ -1051,39 +1134,6 @@ var plain = func() (t [256]bool) {
 	}
 	return t
 }()
-
-// readString reads the JSON string at d.pos (which holds the opening quote)
-// and returns its value. Without escapes the value aliases d.data; with
-// escapes it is unescaped into d.scratch.
-func (d *Decoder) readString() (string, error) {
-	data := d.data
-	start := d.pos + 1
-	i := start
-	for {
-		i = skipPlain(data, i)
-		if i >= len(data) {
-			return "", d.syntax(len(data), "unexpected end of input in string")
-		}
-		switch c := data[i]; {
-		case c == '"':
-			d.pos = i + 1
-			if i == start {
-				return "", nil
-			}
-			return unsafe.String(&data[start], i-start), nil
-		case c == '\\':
-			return d.readEscaped(start, i)
-		case c < 0x20:
-			return "", d.syntax(i, "control character in string")
-		default:
-			r, size := utf8.DecodeRune(data[i:])
-			if r == utf8.RuneError && size == 1 {
-				return "", d.syntax(i, "invalid UTF-8 in string")
-			}
-			i += size
-		}
-	}
-}
 
 // skipPlain returns the index of the first byte at or after i that is not
 // plain, or len(data). It looks at 8 bytes at a time: in the word w, the
@@ -1108,9 +1158,41 @@ func skipPlain(data []byte, i int) int {
 	return i
 }
 
-// readEscaped finishes reading a string that starts at data[start] and has
-// its first backslash at data[i], unescaping it into d.scratch.
-func (d *Decoder) readEscaped(start, i int) (string, error) {
+// readString reads the JSON string at data[i] (the opening quote) and
+// returns its value and the position after it. Without escapes the value
+// aliases d.data; with escapes it is unescaped into d.scratch.
+func (d *Decoder) readString(i int) (string, int, error) {
+	data := d.data
+	start := i + 1
+	i = start
+	for {
+		i = skipPlain(data, i)
+		if i >= len(data) {
+			return "", i, d.syntax(i, "unexpected end of input in string")
+		}
+		switch c := data[i]; {
+		case c == '"':
+			if i == start {
+				return "", i + 1, nil
+			}
+			return unsafe.String(&data[start], i-start), i + 1, nil
+		case c == '\\':
+			return d.readEscaped(start, i)
+		case c < 0x20:
+			return "", i, d.syntax(i, "control character in string")
+		default:
+			r, size := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && size == 1 {
+				return "", i, d.syntax(i, "invalid UTF-8 in string")
+			}
+			i += size
+		}
+	}
+}
+
+// readEscaped finishes reading a string whose value starts at data[start]
+// and whose first backslash is at data[i], unescaping it into d.scratch.
+func (d *Decoder) readEscaped(start, i int) (string, int, error) {
 	data := d.data
 	out := len(d.scratch)
 	d.scratch = append(d.scratch, data[start:i]...)
@@ -1119,28 +1201,27 @@ func (d *Decoder) readEscaped(start, i int) (string, error) {
 		d.scratch = append(d.scratch, data[i:j]...)
 		i = j
 		if i >= len(data) {
-			return "", d.syntax(len(data), "unexpected end of input in string")
+			return "", i, d.syntax(i, "unexpected end of input in string")
 		}
 		switch c := data[i]; {
 		case c == '"':
-			d.pos = i + 1
 			if len(d.scratch) == out {
-				return "", nil
+				return "", i + 1, nil
 			}
-			return unsafe.String(&d.scratch[out], len(d.scratch)-out), nil
+			return unsafe.String(&d.scratch[out], len(d.scratch)-out), i + 1, nil
 		case c == '\\':
 			r, n, problem := unescape(data[i:])
 			if problem != "" {
-				return "", d.syntax(i, problem)
+				return "", i, d.syntax(i, problem)
 			}
 			d.scratch = utf8.AppendRune(d.scratch, r)
 			i += n
 		case c < 0x20:
-			return "", d.syntax(i, "control character in string")
+			return "", i, d.syntax(i, "control character in string")
 		default:
 			r, size := utf8.DecodeRune(data[i:])
 			if r == utf8.RuneError && size == 1 {
-				return "", d.syntax(i, "invalid UTF-8 in string")
+				return "", i, d.syntax(i, "invalid UTF-8 in string")
 			}
 			d.scratch = append(d.scratch, data[i:i+size]...)
 			i += size
@@ -1148,31 +1229,31 @@ func (d *Decoder) readEscaped(start, i int) (string, error) {
 	}
 }
 
-// skipString validates the JSON string at d.pos and moves past it.
-func (d *Decoder) skipString() error {
+// skipString validates the JSON string at data[i] and returns the position
+// after it.
+func (d *Decoder) skipString(i int) (int, error) {
 	data := d.data
-	i := d.pos + 1
+	i++
 	for {
 		i = skipPlain(data, i)
 		if i >= len(data) {
-			return d.syntax(len(data), "unexpected end of input in string")
+			return i, d.syntax(i, "unexpected end of input in string")
 		}
 		switch c := data[i]; {
 		case c == '"':
-			d.pos = i + 1
-			return nil
+			return i + 1, nil
 		case c == '\\':
 			_, n, problem := unescape(data[i:])
 			if problem != "" {
-				return d.syntax(i, problem)
+				return i, d.syntax(i, problem)
 			}
 			i += n
 		case c < 0x20:
-			return d.syntax(i, "control character in string")
+			return i, d.syntax(i, "control character in string")
 		default:
 			r, size := utf8.DecodeRune(data[i:])
 			if r == utf8.RuneError && size == 1 {
-				return d.syntax(i, "invalid UTF-8 in string")
+				return i, d.syntax(i, "invalid UTF-8 in string")
 			}
 			i += size
 		}

@@ -901,3 +901,72 @@ func TestDecodingDoesNotAllocateInSteadyState(t *testing.T) {
 		}
 	}
 }
+
+func TestEveryFieldNameIsRecognisedWithAndWithoutTheFastPath(t *testing.T) {
+	for id := fTS; id < numFields; id++ {
+		name := fieldNames[id]
+		if got := lookupKey(name); got != id {
+			t.Errorf("lookupKey(%q) = %d, want %d", name, got, id)
+		}
+		for _, bad := range []string{name[1:], name[:len(name)-1], name + "x", strings.ToUpper(name)} {
+			if got := lookupKey(bad); got != fUnknown {
+				t.Errorf("lookupKey(%q) = %d, want unknown", bad, got)
+			}
+		}
+		long := []byte(`"` + name + `":` + strings.Repeat(" ", 30))
+		if got, next := matchKey(long, 0); got != id || next != len(name)+2 {
+			t.Errorf("matchKey(%q) = %d, %d", long, got, next)
+		}
+		for _, bad := range []string{`"` + name + `x":`, `"` + name[:len(name)-1] + `":`, `"x` + name + `":`} {
+			if got, _ := matchKey([]byte(bad+strings.Repeat(" ", 30)), 0); got != fUnknown {
+				t.Errorf("matchKey(%q) = %d, want unknown", bad, got)
+			}
+		}
+		if got, _ := matchKey([]byte(`"`+name+`":1}`), 0); got != fUnknown {
+			t.Errorf("matchKey near the end of input = %d, want the slow path", got)
+		}
+	}
+}
+
+func TestSkipPlainStopsWhereAByteLoopStops(t *testing.T) {
+	interesting := []byte{'a', ' ', '~', '"', '\\', 0, 0x1f, 0x20, 0x7f, 0x80, 0xc3, 0xff, '!', '#', '[', ']', '{', '}'}
+	rng := uint64(1)
+	next := func() uint64 { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng }
+	for n := 0; n < 20000; n++ {
+		data := make([]byte, next()%40)
+		for i := range data {
+			if next()%8 == 0 {
+				data[i] = interesting[next()%uint64(len(interesting))]
+			} else {
+				data[i] = 'a' + byte(next()%26)
+			}
+		}
+		start := 0
+		if len(data) > 0 {
+			start = int(next() % uint64(len(data)))
+		}
+		want := start
+		for want < len(data) && plain[data[want]] {
+			want++
+		}
+		if got := skipPlain(data, start); got != want {
+			t.Fatalf("skipPlain(%q, %d) = %d, want %d", data, start, got, want)
+		}
+	}
+}
+
+func TestManyUnknownFieldsDoNotLeakIntoTheNextRecord(t *testing.T) {
+	var d Decoder
+	var e Event
+	rec := []byte(req(manyUnknown(40)...))
+	for i := 0; i < 3; i++ {
+		if err := d.Decode(Requests, rec, &e); err != nil {
+			t.Fatalf("decode %d: %v", i, err)
+		}
+	}
+	small := []byte(req(kv{"u3", `1`}))
+	if err := d.Decode(Requests, small, &e); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "Extra", string(e.Extra), `{"u3":1}`)
+}

@@ -121,7 +121,9 @@ func TestEveryKindLoadsWithDefaults(t *testing.T) {
 		name  string
 		check func(*Rule) bool
 	}{
-		{"threshold gets its window as cooldown", func(r *Rule) bool { return r.Kind == Threshold && r.Cooldown == time.Minute && r.Threshold.Text == "> 50" }},
+		{"threshold gets its window as cooldown", func(r *Rule) bool {
+			return r.Kind == Threshold && r.Cooldown == time.Minute && r.Threshold.Text == "> 50"
+		}},
 		{"anomaly parses its baseline", func(r *Rule) bool {
 			return r.Kind == Anomaly && r.Anomaly.Baseline == time.Hour && r.Anomaly.Z == 6 && r.Anomaly.Min == 200 && r.Severity == Medium
 		}},

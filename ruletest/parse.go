@@ -441,6 +441,7 @@ func (b *eventBuilder) add(evs []event.Event, n *yaml.Node, index int) []event.E
 		p.errorf(n, "event %d: each event must be a mapping with source and fields", index)
 		return evs
 	}
+	before := len(p.errs)
 	m := p.mapping(n, eventKeys)
 	se, ok := m["source"]
 	if !ok {
@@ -521,6 +522,9 @@ func (b *eventBuilder) add(evs []event.Event, n *yaml.Node, index int) []event.E
 		idName = "event_id"
 	}
 	hasID := hasField(fields, idName)
+	if len(p.errs) != before {
+		return evs // an unknown key or field: decoding would only add confusing errors
+	}
 
 	for i := 0; i < repeat; i++ {
 		b.n++

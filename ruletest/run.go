@@ -41,12 +41,17 @@ func (r *Result) Passed() bool {
 	return len(r.Unexpected) == 0
 }
 
-// WriteDiff writes the difference between the expected and the actual
-// alerts, indented under the test's PASS/FAIL line: satisfied entries as
-// context, `-` for entries not satisfied with how many alerts they matched,
-// `+` for unexpected alerts as the JSON `vigil replay` prints.
-func (r *Result) WriteDiff(w io.Writer) error {
+// Write writes "PASS name" or "FAIL name"; a failure is followed by the
+// difference between the expected and the actual alerts, indented:
+// satisfied entries as context, `-` for entries not satisfied with how many
+// alerts they matched, `+` for unexpected alerts as `vigil replay` prints them.
+func (r *Result) Write(w io.Writer) error {
 	bw := bufio.NewWriter(w)
+	if r.Passed() {
+		fmt.Fprintf(bw, "PASS %s\n", r.Name)
+		return bw.Flush()
+	}
+	fmt.Fprintf(bw, "FAIL %s\n", r.Name)
 	fmt.Fprintf(bw, "  --- expected (%s:%d)\n  +++ got\n", r.File, r.Line)
 	for _, e := range r.Entries {
 		if e.Matched == e.Count {

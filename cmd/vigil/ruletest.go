@@ -46,12 +46,13 @@ func cmdRulesTest(args []string, stdout, stderr io.Writer) int {
 		for _, r := range results {
 			if r.Passed() {
 				passed++
-				fmt.Fprintf(stdout, "PASS %s\n", r.Name)
-				continue
+			} else {
+				failed++
 			}
-			failed++
-			fmt.Fprintf(stdout, "FAIL %s\n", r.Name)
-			r.WriteDiff(stdout)
+			if err := r.Write(stdout); err != nil {
+				fmt.Fprintf(stderr, "vigil rules test: %v\n", err)
+				return 2
+			}
 		}
 	}
 	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)

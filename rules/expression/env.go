@@ -63,11 +63,13 @@ func mustField(s event.Source, name string) *event.Field {
 	return f
 }
 
-// envFor returns the VM environment of e. changes is decoded only when the
-// expression may read it: it is the one field whose filling costs more than a
-// copy.
-func envFor(e *event.Event, withChanges bool) any {
-	switch e.Source {
+// envFor returns the VM environment of e for an expression over source (the
+// predicate's source, not e.Source: the closures read the same Event fields
+// whatever e claims to be, and so must the VM). changes is decoded only when
+// the expression may read it: it is the one field whose filling costs more
+// than a copy.
+func envFor(e *event.Event, source event.Source, withChanges bool) any {
+	switch source {
 	case event.Audit:
 		env := auditEnv{
 			TS:                 int(tsMillis(e)),

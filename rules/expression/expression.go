@@ -34,6 +34,7 @@ import (
 // Predicate is a compiled boolean expression for one source. It is safe for
 // concurrent use.
 type Predicate struct {
+	source  event.Source
 	program *vm.Program
 	// native is the closure form; nil when the expression runs on the VM.
 	native func(*event.Event) bool
@@ -81,7 +82,7 @@ func Compile(src string, source event.Source) (p *Predicate, err error) {
 	if err := checkCIDRCalls(src, root); err != nil {
 		return nil, err
 	}
-	p = &Predicate{program: program}
+	p = &Predicate{source: source, program: program}
 	p.fields, p.withChanges = readFields(root, source)
 	p.native, p.guarded = compileNative(root, source)
 	return p, nil
@@ -121,7 +122,7 @@ func (p *Predicate) matchGuarded(e *event.Event) (ok bool) {
 var vms = sync.Pool{New: func() any { return new(vm.VM) }}
 
 func (p *Predicate) runVM(e *event.Event) (any, error) {
-	env := envFor(e, p.withChanges)
+	env := envFor(e, p.source, p.withChanges)
 	m := vms.Get().(*vm.VM)
 	out, err := m.Run(p.program, env)
 	vms.Put(m)

@@ -21,8 +21,8 @@ import (
 // it (vm/runtime: Equal, Less, Add, Divide, Modulo, In, ...) for the types
 // that can occur here: expr's int is Go's int, which is int64 on the 64-bit
 // platforms this runs on (elsewhere everything falls back to the VM). A
-// construct that is not listed makes compileNative give up, and the whole
-// expression runs on the VM.
+// construct that compiler.node does not handle makes compileNative give up,
+// and the whole expression runs on the VM.
 
 // errIntegerDivideByZero is panicked by a native `%` with a zero divisor and
 // recovered by Predicate.matchGuarded: in expr this is a run-time error,
@@ -445,41 +445,33 @@ func stringTest(op string, l, r value) (value, bool) {
 	if l.k != kString || r.k != kString {
 		return value{}, false
 	}
-	var b boolFn
+	ft, plain := testContains, strings.Contains
+	switch op {
+	case "startsWith":
+		ft, plain = testHasPrefix, strings.HasPrefix
+	case "endsWith":
+		ft, plain = testHasSuffix, strings.HasSuffix
+	}
 	ls, rs := l.s, r.s
-	if l.fold == nil && r.fold == nil {
-		var test func(s, x string) bool
-		switch op {
-		case "contains":
-			test = strings.Contains
-		case "startsWith":
-			test = strings.HasPrefix
-		default:
-			test = strings.HasSuffix
-		}
-		if r.konst {
-			c := r.s(nil)
-			switch op {
-			case "contains":
-				b = func(e *event.Event) bool { return strings.Contains(ls(e), c) }
-			case "startsWith":
-				b = func(e *event.Event) bool { return strings.HasPrefix(ls(e), c) }
-			default:
-				b = func(e *event.Event) bool { return strings.HasSuffix(ls(e), c) }
-			}
-		} else {
-			b = func(e *event.Event) bool { return test(ls(e), rs(e)) }
-		}
-	} else {
-		ft := testContains
-		switch op {
-		case "startsWith":
-			ft = testHasPrefix
-		case "endsWith":
-			ft = testHasSuffix
-		}
+	var b boolFn
+	switch {
+	case l.fold != nil || r.fold != nil:
 		test := ft.bind(l.fold, r.fold)
 		b = func(e *event.Event) bool { return test(ls(e), rs(e)) }
+	case r.konst:
+		// Direct calls, which the compiler can inline, for the usual case
+		// of a literal on the right.
+		c := r.s(nil)
+		switch op {
+		case "contains":
+			b = func(e *event.Event) bool { return strings.Contains(ls(e), c) }
+		case "startsWith":
+			b = func(e *event.Event) bool { return strings.HasPrefix(ls(e), c) }
+		default:
+			b = func(e *event.Event) bool { return strings.HasSuffix(ls(e), c) }
+		}
+	default:
+		b = func(e *event.Event) bool { return plain(ls(e), rs(e)) }
 	}
 	return finish(value{k: kBool, b: b}, l, r), true
 }
@@ -681,7 +673,28 @@ func (c *compiler) in(n *ast.BinaryNode) (value, bool) {
 	if b == nil {
 		return value{}, false
 	}
+	if needle.panics {
+		// Some tests above (an empty list or range) do not look at the
+		// needle; expr evaluates it all the same, failing if it fails.
+		eval, test := evaluator(needle), b
+		b = func(e *event.Event) bool { eval(e); return test(e) }
+	}
 	return finish(value{k: kBool, b: b}, needle), true
+}
+
+// evaluator evaluates v for its run-time errors only.
+func evaluator(v value) func(*event.Event) {
+	switch v.k {
+	case kBool:
+		return func(e *event.Event) { v.b(e) }
+	case kInt:
+		return func(e *event.Event) { v.i(e) }
+	case kFloat:
+		return func(e *event.Event) { v.f(e) }
+	case kString:
+		return func(e *event.Event) { v.s(e) }
+	}
+	return func(*event.Event) {}
 }
 
 // constSet holds the elements of an array literal by type.
