@@ -43,6 +43,11 @@ type Decoder struct {
 	cur    fieldID
 	curKey string
 
+	// follows[k] is the known key that followed key k (fUnknown: the start
+	// of the object) in the last record that had k: producers write their
+	// fields in a fixed order, so it is nearly always the next key.
+	follows [numFields]fieldID
+
 	// Unknown top-level keys seen so far (unescaped), for duplicate
 	// detection; unknownSet takes over when a record has very many.
 	unknown    []string
@@ -333,6 +338,19 @@ func matchKey(data []byte, i int) (fieldID, int) {
 	return fUnknown, i
 }
 
+// isKey reports whether the key at data[i] (the opening quote) is the name
+// of field id written without escapes.
+func isKey(data []byte, i int, id fieldID) bool {
+	if i < 0 || len(data)-i < 25 {
+		return false
+	}
+	p := data[i+1 : i+25]
+	k := &keyWords[id]
+	return (binary.LittleEndian.Uint64(p[0:8])^k.w[0])&k.m[0]|
+		(binary.LittleEndian.Uint64(p[8:16])^k.w[1])&k.m[1]|
+		(binary.LittleEndian.Uint64(p[16:24])^k.w[2])&k.m[2] == 0
+}
+
 // Decode decodes one record of source src from data into *e, which it resets
 // first: fields absent from the record hold their zero value.
 //
@@ -443,13 +461,20 @@ func (d *Decoder) object(src Source, known uint32, e *Event) (present uint32, er
 		i++
 	} else {
 		var seen uint32
+		prev := fUnknown // the previous known key, or fUnknown at the start or after an unknown key
 		for {
 			if i >= len(data) || data[i] != '"' {
 				return 0, d.unexpected(i, "a string key")
 			}
 			keyStart := i
 			var key string // set only when read the slow way
-			id, j := matchKey(data, i)
+			id, j := fUnknown, i
+			if cand := d.follows[prev]; cand != fUnknown && isKey(data, i, cand) {
+				id, j = cand, i+2+len(fieldNames[cand])
+			} else if id, j = matchKey(data, i); id != fUnknown {
+				d.follows[prev] = id
+			}
+			prev = id
 			if id == fUnknown {
 				if key, j, err = d.readString(i); err != nil {
 					return 0, err
@@ -632,7 +657,7 @@ func (d *Decoder) field(src Source, id fieldID, e *Event, i int) (next int, set 
 		if s == "" && src == Audit {
 			return next, true, nil
 		}
-		if a, err := netip.ParseAddr(s); err != nil || a.Zone() != "" {
+		if !validIP(s) {
 			return next, false, d.invalidf(id, "%s is not an IPv4 or IPv6 address", quote(s))
 		}
 		e.IP = s
@@ -803,6 +828,46 @@ func (d *Decoder) ts(e *Event, i int) (next int, set bool, err error) {
 		return next, false, err
 	}
 	return next, false, &InvalidError{Field: "ts", Reason: `field "ts": ` + tsForms}
+}
+
+// validIP reports whether s is an IPv4 or IPv6 address without a zone, as
+// net/netip.ParseAddr reads them. Dotted-quad IPv4, the common case, is
+// accepted here without the cost of building an Addr; anything else,
+// including every invalid address, is left to netip.
+func validIP(s string) bool {
+	if fastIPv4(s) {
+		return true
+	}
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.Zone() == ""
+}
+
+// fastIPv4 reports whether s is a valid dotted-quad IPv4 address: four
+// decimal octets ≤ 255 without leading zeros. false means "not known valid".
+func fastIPv4(s string) bool {
+	octets, val, n := 0, 0, 0 // octets finished, value and digits of the current one
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case isDigit(c):
+			if n == 1 && val == 0 { // leading zero
+				return false
+			}
+			val = val*10 + int(c-'0')
+			n++
+			if val > 255 {
+				return false
+			}
+		case c == '.':
+			if n == 0 || octets == 3 {
+				return false
+			}
+			octets++
+			val, n = 0, 0
+		default:
+			return false
+		}
+	}
+	return octets == 3 && n > 0
 }
 
 // ---- errors ----

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"reflect"
 	"strings"
@@ -969,4 +970,33 @@ func TestManyUnknownFieldsDoNotLeakIntoTheNextRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	eq(t, "Extra", string(e.Extra), `{"u3":1}`)
+}
+
+func TestValidIPAgreesWithNetip(t *testing.T) {
+	check := func(s string) {
+		a, err := netip.ParseAddr(s)
+		want := err == nil && a.Zone() == ""
+		if got := validIP(s); got != want {
+			t.Errorf("validIP(%q) = %v, netip says %v (%v)", s, got, want, err)
+		}
+	}
+	for _, s := range []string{"", "0.0.0.0", "255.255.255.255", "256.0.0.0", "1.2.3", "1.2.3.4.5", "1..2.3", ".1.2.3",
+		"1.2.3.", "01.2.3.4", "1.2.3.04", "1.2.3.0", "10.0.0.1", "1234", "1.2.3.4a", "::1", "::ffff:1.2.3.4",
+		"fe80::1%eth0", "2001:db8::42", "1.2.3.4 ", " 1.2.3.4", "999.1.1.1", "1.2.3.2555", "00.1.2.3", "0.0.0.00"} {
+		check(s)
+	}
+	alphabet := "0123456789.25:"
+	rng := uint64(7)
+	for n := 0; n < 50000; n++ {
+		rng ^= rng << 13
+		rng ^= rng >> 7
+		rng ^= rng << 17
+		b := make([]byte, rng%16)
+		r := rng
+		for i := range b {
+			r = r*6364136223846793005 + 1442695040888963407
+			b[i] = alphabet[(r>>33)%uint64(len(alphabet))]
+		}
+		check(string(b))
+	}
 }

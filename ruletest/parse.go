@@ -78,6 +78,10 @@ func (p *parser) parse(data []byte) *File {
 		return nil
 	}
 	root := doc.Content[0]
+	if looksLikeRuleFile(root) {
+		p.errorf(root, "this is a rule file, not a test file: pass test files or their directory (docs/rule-tests.md)")
+		return nil
+	}
 	m := p.mapping(root, fileKeys)
 	f := &File{Path: p.file, Start: DefaultStart}
 
@@ -126,6 +130,20 @@ func (p *parser) parse(data []byte) *File {
 		f.Tests = append(f.Tests, t)
 	}
 	return f
+}
+
+// looksLikeRuleFile reports whether a mapping has a rule file's `rules`
+// key and none of a test file's, the mistake of passing configs/rules.
+func looksLikeRuleFile(root *yaml.Node) bool {
+	hasRules := false
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k := root.Content[i].Value
+		if fileKeys[k] {
+			return false
+		}
+		hasRules = hasRules || k == "rules"
+	}
+	return hasRules
 }
 
 type entry struct {

@@ -94,7 +94,8 @@ func TestFailingTestsPrintTheDiffInTheGoldenFile(t *testing.T) {
 func TestProblemsInTestFilesAreReportedWithPositions(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		body string // after header
+		body string // the file: the header, then this
+		file string // the whole file instead, when set
 		want []string
 	}{
 		{
@@ -155,7 +156,7 @@ func TestProblemsInTestFilesAreReportedWithPositions(t *testing.T) {
 		},
 		{
 			name: "a missing required field points at the event",
-			body: `rule_files: [rules.yaml]
+			file: `rule_files: [rules.yaml]
 tests:
   - name: x
     events:
@@ -217,8 +218,13 @@ tests:
 		},
 		{
 			name: "a missing rule file is reported where it is named",
-			body: "tests: [{name: x}]\n",
+			file: "rule_files: [nope.yaml]\ntests: [{name: x}]\n",
 			want: []string{`testdata/inline.test.yaml:1:14: rule_files: testdata/nope.yaml: no such file or directory`},
+		},
+		{
+			name: "a rule file passed by mistake is recognised",
+			file: "rules:\n  - id: x\n",
+			want: []string{`testdata/inline.test.yaml:1:1: this is a rule file, not a test file: pass test files or their directory (docs/rule-tests.md)`},
 		},
 		{
 			name: "namespaces must map to a classification",
@@ -235,11 +241,8 @@ tests:
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := header + tc.body
-			if strings.HasPrefix(tc.body, "rule_files:") {
-				src = tc.body // a file of its own, without the header's defaults
-			}
-			if strings.HasPrefix(tc.name, "a missing rule file") {
-				src = strings.Replace(src, "rule_files: [rules.yaml]", "rule_files: [nope.yaml]", 1)
+			if tc.file != "" {
+				src = tc.file
 			}
 			_, err := Parse(inline, []byte(src))
 			var list rules.ErrorList

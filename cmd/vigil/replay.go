@@ -5,9 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-sec/vigil/detector"
 	"github.com/vigil-sec/vigil/replay"
@@ -31,6 +34,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 	lateness := fs.Duration("lateness", detector.DefaultLateness, "how far behind its group's newest event an event is still counted")
 	shards := fs.Int("shards", 1, "goroutines evaluating rules (output is the same for any value)")
 	quiet := fs.Bool("q", false, "no summary on stderr")
+	nsFile := fs.String("namespaces", "", "YAML map of namespace → data_classification for records that carry none")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: vigil replay --rules PATH [--requests FILE] [--audit FILE]\n\nRuns rules over log files merged in event-time order; prints alerts as JSON\nlines on stdout and a summary on stderr. Invalid lines are counted and skipped.\n\n")
 		fs.PrintDefaults()
@@ -47,7 +51,14 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%v\n", err)
 		return 2
 	}
-	det := detector.New(set.Rules, detector.Config{MaxGroups: *maxGroups, Lateness: *lateness, Shards: *shards})
+	var namespaces map[string]string
+	if *nsFile != "" {
+		if namespaces, err = loadNamespaces(*nsFile); err != nil {
+			fmt.Fprintf(stderr, "vigil replay: %v\n", err)
+			return 2
+		}
+	}
+	det := detector.New(set.Rules, detector.Config{MaxGroups: *maxGroups, Lateness: *lateness, Shards: *shards, Namespaces: namespaces})
 	defer det.Close()
 
 	out := bufio.NewWriterSize(stdout, 64<<10)
@@ -96,4 +107,25 @@ func printSummary(w io.Writer, sum *replay.Summary, set *rules.Set, perRule map[
 		s := byRule[id]
 		fmt.Fprintf(w, "%-40s %8d %10d %8d %9d %8d\n", id, perRule[id], s.Matched, s.Groups, s.Evictions, s.Late)
 	}
+}
+
+// loadNamespaces reads a namespace classification table: a YAML (or JSON)
+// map such as {ns_phi_1: PHI, ns_9: CONFIDENTIAL}.
+func loadNamespaces(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]string
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s: want a map of namespace to PUBLIC, INTERNAL, CONFIDENTIAL or PHI: %v", path, err)
+	}
+	for ns, c := range m {
+		switch c {
+		case "PUBLIC", "INTERNAL", "CONFIDENTIAL", "PHI":
+		default:
+			return nil, fmt.Errorf("%s: namespace %q: unknown classification %q (use PUBLIC, INTERNAL, CONFIDENTIAL or PHI)", path, ns, c)
+		}
+	}
+	return m, nil
 }

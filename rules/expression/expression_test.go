@@ -47,7 +47,7 @@ var requestEvents = []event.Event{
 	},
 	{
 		Source: event.Requests, ID: "req_0007", IP: "fe80::1%eth0", Status: 404, Route: "/",
-		Operation: "compute", LatencyMs: -0.0, UserAgent: "\uFFFD", Method: "get",
+		Operation: "compute", LatencyMs: math.Copysign(0, -1), UserAgent: "\uFFFD", Method: "get",
 	},
 	{Source: event.Requests, IP: "not-an-ip", Route: "", Status: 0},
 	{Source: event.Requests}, // every optional field absent

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestReplayCommand(t *testing.T) {
+	const rulesFile = "../../replay/testdata/rules.yaml"
+	reqs, audit := "../../replay/testdata/requests.example.jsonl", "../../replay/testdata/audit.example.jsonl"
+	golden, err := os.ReadFile("../../replay/testdata/examples.golden.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	nsFile := filepath.Join(dir, "ns.yaml")
+	os.WriteFile(nsFile, []byte("ns_9: PHI\n"), 0o644)
+	phiRule := filepath.Join(dir, "phi.yaml")
+	os.WriteFile(phiRule, []byte("rules:\n  - id: phi-read\n    source: requests\n    where: 'data_classification == \"PHI\"'\n    window: 1m\n    threshold: '>= 1'\n"), 0o644)
+	badNS := filepath.Join(dir, "bad-ns.yaml")
+	os.WriteFile(badNS, []byte("ns_9: SECRET\n"), 0o644)
+
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		stdout     string // exact, when not empty
+		stdoutHas  string
+		stderrHave string
+	}{
+		{"replays the examples to the golden alerts", []string{"--rules", rulesFile, "--requests", reqs, "--audit", audit}, 0, string(golden), "", "events: 7 (requests 4, audit 3), invalid lines: 0, alerts: 6"},
+		{"several shards give the same bytes", []string{"--shards", "4", "--rules", rulesFile, "--requests", reqs, "--audit", audit}, 0, string(golden), "", ""},
+		{"a namespace table marks events PHI", []string{"--namespaces", nsFile, "--rules", phiRule, "--requests", reqs}, 0, "", `"rule":"phi-read","severity":2,"severity_name":"high","source":"requests","group":{},"value":1,"threshold":">= 1","window_start":"2026-11-22T17:59:01Z","window_end":"2026-11-22T18:00:01Z","at":"2026-11-22T18:00:00.48Z","phi":true,"labels":{},"sample_ids":["req_0002"]`, ""},
+		{"an unknown classification is a usage error", []string{"--namespaces", badNS, "--rules", rulesFile, "--requests", reqs}, 2, "", "", `unknown classification "SECRET"`},
+		{"no input files is a usage error", []string{"--rules", rulesFile}, 2, "", "", "usage: vigil replay"},
+		{"a bad rule file is reported with its position", []string{"--rules", "../../rules/testdata/bad-id.bad.yaml", "--requests", reqs}, 2, "", "", "bad-id.bad.yaml:2:9: invalid rule id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(append([]string{"replay"}, tt.args...), &out, &errOut)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tt.code, errOut.String())
+			}
+			if tt.stdout != "" && out.String() != tt.stdout {
+				t.Errorf("stdout:\n%s\nwant:\n%s", out.String(), tt.stdout)
+			}
+			if !strings.Contains(out.String(), tt.stdoutHas) {
+				t.Errorf("stdout lacks %q:\n%s", tt.stdoutHas, out.String())
+			}
+			if !strings.Contains(errOut.String(), tt.stderrHave) {
+				t.Errorf("stderr lacks %q:\n%s", tt.stderrHave, errOut.String())
+			}
+		})
+	}
+}
