@@ -340,6 +340,8 @@ func TestNewValue(t *testing.T) {
 		{"a value not seen within remember is new again", []event.Event{admin(0, "k1", "1.1.1.1"), admin(31*day, "k1", "1.1.1.1")},
 			[]string{"admin-new-ip@744h0m0s api_key_id=k1,ip=1.1.1.1 v=1 sev=2 phi=false"}},
 		{"events without the field are ignored", []event.Event{admin(0, "k1", "1.1.1.1"), admin(2*time.Hour, "k1", "")}, nil},
+		{"learning counts from the source's first event, matching or not", []event.Event{audit(0, "auth.login"), admin(2*time.Hour, "k1", "1.1.1.1")},
+			[]string{"admin-new-ip@2h0m0s api_key_id=k1,ip=1.1.1.1 v=1 sev=2 phi=false"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,8 +20,8 @@ type Config struct {
 	// it the stalest is evicted and counted. Default 100000.
 	MaxGroups int
 	// Lateness is how far behind its group's newest event an event may be
-	// and still be counted. Later ones are counted as late and skipped.
-	// Default 1m.
+	// and still be counted (if its bucket is still inside the group's
+	// window). Later ones are counted as late and skipped. Default 10m.
 	Lateness time.Duration
 	// Policy gives the actions of rules that name none. Default: DefaultPolicy.
 	Policy Policy
@@ -36,7 +36,7 @@ type Config struct {
 // DefaultMaxGroups and DefaultLateness are the Config defaults.
 const (
 	DefaultMaxGroups = 100000
-	DefaultLateness  = time.Minute
+	DefaultLateness  = 10 * time.Minute
 )
 
 func (c Config) withDefaults() Config {
@@ -85,8 +85,12 @@ type evaluator interface {
 }
 
 type ruleState struct {
-	rule    *rules.Rule
-	eval    evaluator
+	rule *rules.Rule
+	eval evaluator
+	// first is the event time of the first event of the rule's source the
+	// rule saw (before its filter): new_value's learning period starts here.
+	first   int64
+	seen    bool
 	matched uint64
 	alerts  uint64
 	late    uint64
@@ -167,6 +171,9 @@ func (en *Engine) Process(e *event.Event, emit func(*Alert)) {
 	}
 	en.keys.next()
 	for _, rs := range en.bySrc[e.Source] {
+		if !rs.seen {
+			rs.seen, rs.first = true, e.TS
+		}
 		if rs.rule.Where != nil && !rs.rule.Where.Match(e) {
 			continue
 		}

@@ -10,7 +10,6 @@ type newValue struct {
 	key     int
 	groups  *groupTable[seenState]
 	started bool
-	start   int64 // event time of the rule's first event: learning runs from here
 	newest  int64
 }
 
@@ -36,7 +35,7 @@ func (ev *newValue) observe(e *event.Event, emit func(*Alert)) {
 	}
 	ts := e.TS
 	if !ev.started {
-		ev.started, ev.start, ev.newest = true, ts, ts
+		ev.started, ev.newest = true, ts
 	}
 	if ts > ev.newest {
 		ev.newest = ts
@@ -48,7 +47,7 @@ func (ev *newValue) observe(e *event.Event, emit func(*Alert)) {
 	if created || ts > st.lastSeen {
 		st.lastSeen = ts
 	}
-	if !isNew || ts < ev.start+int64(spec.Learn) || !cooledDown(st.fired, st.lastFire, ts, ev.rs.rule.Cooldown) {
+	if !isNew || ts < ev.rs.first+int64(spec.Learn) || !cooledDown(st.fired, st.lastFire, ts, ev.rs.rule.Cooldown) {
 		return
 	}
 	st.fired, st.lastFire = true, ts
