@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-sec/vigil/event"
+	"github.com/vigil-sec/vigil/internal/yamlpos"
 	"github.com/vigil-sec/vigil/rules/expression"
 )
 
@@ -40,7 +39,7 @@ func (s *Set) ByID(id string) *Rule {
 // directly inside; subdirectories such as tests/ are not rule files). On any
 // problem it returns an ErrorList holding all of them and no set.
 func LoadFiles(paths ...string) (*Set, error) {
-	files, err := expandPaths(paths)
+	files, err := yamlpos.ExpandPaths("rule", paths, false)
 	if err != nil {
 		return nil, err
 	}
@@ -71,37 +70,6 @@ func LoadFiles(paths ...string) (*Set, error) {
 	return set, nil
 }
 
-func expandPaths(paths []string) ([]string, error) {
-	if len(paths) == 0 {
-		return nil, errors.New("no rule files given: pass rule files or directories")
-	}
-	var files []string
-	for _, p := range paths {
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, fmt.Errorf("rule path %s: %w", p, err)
-		}
-		if !st.IsDir() {
-			files = append(files, p)
-			continue
-		}
-		entries, err := os.ReadDir(p)
-		if err != nil {
-			return nil, fmt.Errorf("rule directory %s: %w", p, err)
-		}
-		var found []string
-		for _, e := range entries {
-			ext := filepath.Ext(e.Name())
-			if !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
-				found = append(found, filepath.Join(p, e.Name()))
-			}
-		}
-		sort.Strings(found)
-		files = append(files, found...)
-	}
-	return files, nil
-}
-
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
 // Parse parses one rule file's content; name is used in error positions.
@@ -128,12 +96,12 @@ func Parse(name string, data []byte) ([]*Rule, ErrorList) {
 		p.errorf(root, "missing `rules:` list")
 		return nil, p.errs
 	}
-	if rulesNode.value.Kind != yaml.SequenceNode {
-		p.errorf(rulesNode.value, "`rules` must be a list of rules")
+	if rulesNode.Value.Kind != yaml.SequenceNode {
+		p.errorf(rulesNode.Value, "`rules` must be a list of rules")
 		return nil, p.errs
 	}
 	ids := map[string]int{}
-	for _, rn := range rulesNode.value.Content {
+	for _, rn := range rulesNode.Value.Content {
 		before := len(p.errs)
 		r := p.rule(rn)
 		if r == nil {
@@ -153,15 +121,9 @@ func Parse(name string, data []byte) ([]*Rule, ErrorList) {
 	return out, p.errs
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 func yamlError(file string, err error) *Error {
-	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &Error{File: file, Line: line, Column: 1, Msg: "invalid YAML: " + m[2]}
-	}
-	return &Error{File: file, Line: 1, Column: 1, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+	line, msg := yamlpos.SyntaxError(err)
+	return &Error{File: file, Line: line, Column: 1, Msg: "invalid YAML: " + msg}
 }
 
 type parser struct {
@@ -173,80 +135,20 @@ func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
 	p.errs = append(p.errs, &Error{File: p.file, Line: n.Line, Column: n.Column, Msg: fmt.Sprintf(format, args...)})
 }
 
-type entry struct {
-	key, value *yaml.Node
-}
+type entry = yamlpos.Entry
 
 // mapping returns a mapping's entries by key, reporting unknown and
 // duplicate keys. allowed == nil accepts any key.
 func (p *parser) mapping(n *yaml.Node, allowed map[string]bool) map[string]entry {
-	out := map[string]entry{}
-	if n.Kind != yaml.MappingNode {
-		return out
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			p.errorf(k, "keys must be plain strings")
-			continue
-		}
-		if _, dup := out[k.Value]; dup {
-			p.errorf(k, "duplicate key %q", k.Value)
-			continue
-		}
-		if allowed != nil && !allowed[k.Value] {
-			p.errorf(k, "unknown key %q%s", k.Value, suggest(k.Value, allowed))
-			continue
-		}
-		out[k.Value] = entry{k, v}
-	}
-	return out
-}
-
-func suggest(key string, allowed map[string]bool) string {
-	best, bestD := "", 3
-	for a := range allowed {
-		if d := editDistance(key, a); d < bestD || (d == bestD && a < best) {
-			best, bestD = a, d
-		}
-	}
-	if best != "" {
-		return fmt.Sprintf(" (did you mean %q?)", best)
-	}
-	keys := make([]string, 0, len(allowed))
-	for a := range allowed {
-		keys = append(keys, a)
-	}
-	sort.Strings(keys)
-	return " (allowed here: " + strings.Join(keys, ", ") + ")"
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return yamlpos.Mapping(n, allowed, func(n *yaml.Node, msg string) { p.errorf(n, "%s", msg) })
 }
 
 func (p *parser) scalar(e entry, what string) (string, bool) {
-	if e.value.Kind != yaml.ScalarNode || e.value.Tag == "!!null" {
-		p.errorf(e.value, "%s must be %s", e.key.Value, what)
+	if e.Value.Kind != yaml.ScalarNode || e.Value.Tag == "!!null" {
+		p.errorf(e.Value, "%s must be %s", e.Key.Value, what)
 		return "", false
 	}
-	return e.value.Value, true
+	return e.Value.Value, true
 }
 
 func (p *parser) str(m map[string]entry, key string) (string, bool) {
@@ -254,11 +156,11 @@ func (p *parser) str(m map[string]entry, key string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	if e.value.Kind != yaml.ScalarNode || e.value.Tag == "!!null" {
-		p.errorf(e.value, "%s must be a string", key)
+	if e.Value.Kind != yaml.ScalarNode || e.Value.Tag == "!!null" {
+		p.errorf(e.Value, "%s must be a string", key)
 		return "", false
 	}
-	return e.value.Value, true
+	return e.Value.Value, true
 }
 
 func (p *parser) duration(m map[string]entry, key string, required bool, owner *yaml.Node) (time.Duration, bool) {
@@ -275,11 +177,11 @@ func (p *parser) duration(m map[string]entry, key string, required bool, owner *
 	}
 	d, err := ParseDuration(s)
 	if err != nil {
-		p.errorf(e.value, "%s: %v", key, err)
+		p.errorf(e.Value, "%s: %v", key, err)
 		return 0, false
 	}
 	if d <= 0 {
-		p.errorf(e.value, "%s must be positive", key)
+		p.errorf(e.Value, "%s must be positive", key)
 		return 0, false
 	}
 	return d, true
@@ -296,7 +198,7 @@ func (p *parser) number(m map[string]entry, key string) (float64, bool) {
 	}
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		p.errorf(e.value, "%s must be a number, got %q", key, s)
+		p.errorf(e.Value, "%s must be a number, got %q", key, s)
 		return 0, false
 	}
 	return v, true
@@ -308,8 +210,8 @@ func (p *parser) boolean(m map[string]entry, key string, def bool) bool {
 		return def
 	}
 	var b bool
-	if e.value.Kind != yaml.ScalarNode || e.value.Decode(&b) != nil {
-		p.errorf(e.value, "%s must be true or false", key)
+	if e.Value.Kind != yaml.ScalarNode || e.Value.Decode(&b) != nil {
+		p.errorf(e.Value, "%s must be true or false", key)
 		return def
 	}
 	return b
@@ -318,24 +220,24 @@ func (p *parser) boolean(m map[string]entry, key string, def bool) bool {
 // fieldList reads a list of event field names (a single name is accepted too).
 func (p *parser) fieldList(e entry, src event.Source) []*event.Field {
 	var nodes []*yaml.Node
-	switch e.value.Kind {
+	switch e.Value.Kind {
 	case yaml.ScalarNode:
-		nodes = []*yaml.Node{e.value}
+		nodes = []*yaml.Node{e.Value}
 	case yaml.SequenceNode:
-		nodes = e.value.Content
+		nodes = e.Value.Content
 	default:
-		p.errorf(e.value, "%s must be a list of field names, e.g. [ip]", e.key.Value)
+		p.errorf(e.Value, "%s must be a list of field names, e.g. [ip]", e.Key.Value)
 		return nil
 	}
 	var out []*event.Field
 	seen := map[string]bool{}
 	for _, n := range nodes {
-		f := p.field(n, src, e.key.Value)
+		f := p.field(n, src, e.Key.Value)
 		if f == nil {
 			continue
 		}
 		if seen[f.Name] {
-			p.errorf(n, "%s lists %q twice", e.key.Value, f.Name)
+			p.errorf(n, "%s lists %q twice", e.Key.Value, f.Name)
 			continue
 		}
 		seen[f.Name] = true
@@ -480,11 +382,11 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 	m := p.mapping(n, allowed)
 
 	if e, ok := m["id"]; ok {
-		r.idCol = e.value.Column
-		r.Line = e.value.Line
+		r.idCol = e.Value.Column
+		r.Line = e.Value.Line
 		if s, ok := p.scalar(e, "a string"); ok {
 			if !idPattern.MatchString(s) {
-				p.errorf(e.value, "invalid rule id %q: use lower-case letters, digits and dashes, starting with a letter or digit", s)
+				p.errorf(e.Value, "invalid rule id %q: use lower-case letters, digits and dashes, starting with a letter or digit", s)
 			}
 			r.ID = s
 		}
@@ -497,7 +399,7 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 		if s, ok := p.scalar(e, "requests or audit"); ok {
 			src, ok := event.ParseSource(s)
 			if !ok {
-				p.errorf(e.value, "unknown source %q: use requests or audit", s)
+				p.errorf(e.Value, "unknown source %q: use requests or audit", s)
 			}
 			r.Source = src
 		}
@@ -509,8 +411,8 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 	}
 
 	if e, ok := m["where"]; ok {
-		r.WhereText = e.value.Value
-		r.Where = p.expr(e.value, r.Source)
+		r.WhereText = e.Value.Value
+		r.Where = p.expr(e.Value, r.Source)
 	}
 
 	r.Severity = Medium
@@ -518,7 +420,7 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 		if s, ok := p.scalar(e, "critical, high, medium, low or 1-4"); ok {
 			sev, ok := ParseSeverity(s)
 			if !ok {
-				p.errorf(e.value, "unknown severity %q: use critical, high, medium, low or 1-4", s)
+				p.errorf(e.Value, "unknown severity %q: use critical, high, medium, low or 1-4", s)
 			}
 			r.Severity = sev
 		}
@@ -533,7 +435,7 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 			case "shadow":
 				r.Shadow = true
 			default:
-				p.errorf(e.value, "unknown mode %q: use enforce or shadow", s)
+				p.errorf(e.Value, "unknown mode %q: use enforce or shadow", s)
 			}
 		}
 	}
@@ -551,7 +453,7 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 		p.sequence(m["sequence"], r)
 	}
 
-	if e, ok := m["cooldown"]; ok && e.value.Kind == yaml.ScalarNode && (e.value.Value == "0" || e.value.Value == "0s") {
+	if e, ok := m["cooldown"]; ok && e.Value.Kind == yaml.ScalarNode && (e.Value.Value == "0" || e.Value.Value == "0s") {
 		r.Cooldown = 0 // fire on every qualifying event
 	} else if cooldown, ok := p.duration(m, "cooldown", false, n); ok {
 		r.Cooldown = cooldown
@@ -578,17 +480,17 @@ func (p *parser) labels(m map[string]entry, r *Rule) {
 	if !ok {
 		return
 	}
-	if e.value.Kind != yaml.MappingNode {
-		p.errorf(e.value, "labels must be a mapping of names to values, e.g. {team: edge}")
+	if e.Value.Kind != yaml.MappingNode {
+		p.errorf(e.Value, "labels must be a mapping of names to values, e.g. {team: edge}")
 		return
 	}
 	r.Labels = map[string]string{}
-	for k, le := range p.mapping(e.value, nil) {
-		if le.value.Kind != yaml.ScalarNode {
-			p.errorf(le.value, "label %q must have a plain value", k)
+	for k, le := range p.mapping(e.Value, nil) {
+		if le.Value.Kind != yaml.ScalarNode {
+			p.errorf(le.Value, "label %q must have a plain value", k)
 			continue
 		}
-		r.Labels[k] = le.value.Value
+		r.Labels[k] = le.Value.Value
 	}
 }
 
@@ -597,13 +499,13 @@ func (p *parser) actions(m map[string]entry, r *Rule) {
 	if !ok {
 		return
 	}
-	if e.value.Kind != yaml.SequenceNode {
-		p.errorf(e.value, "actions must be a list, e.g. [open_incident, block_ip]; [] means record only")
+	if e.Value.Kind != yaml.SequenceNode {
+		p.errorf(e.Value, "actions must be a list, e.g. [open_incident, block_ip]; [] means record only")
 		return
 	}
 	r.Actions = []string{}
 	seen := map[string]bool{}
-	for _, a := range e.value.Content {
+	for _, a := range e.Value.Content {
 		if a.Kind != yaml.ScalarNode || !knownActions[a.Value] {
 			p.errorf(a, "unknown action %q: use open_incident, revoke_key, block_ip, watch or isolate_namespace", a.Value)
 			continue
@@ -629,12 +531,12 @@ func (p *parser) windowed(n *yaml.Node, m map[string]entry, r *Rule) {
 	r.Aggregate = Aggregate{Op: Count, Text: "count"}
 	if e, ok := m["aggregate"]; ok {
 		if s, ok := p.scalar(e, "count, sum(FIELD), distinct(FIELD) or ratio(EXPR)"); ok {
-			p.aggregate(e.value, s, r)
+			p.aggregate(e.Value, s, r)
 		}
 	}
 	if v, ok := p.number(m, "min_events"); ok {
 		if v < 0 || v != math.Trunc(v) {
-			p.errorf(m["min_events"].value, "min_events must be a whole number ≥ 0")
+			p.errorf(m["min_events"].Value, "min_events must be a whole number ≥ 0")
 		}
 		r.MinEvents = int(v)
 	}
@@ -647,34 +549,34 @@ func (p *parser) windowed(n *yaml.Node, m map[string]entry, r *Rule) {
 		if s, ok := p.scalar(e, "a comparison such as '> 50'"); ok {
 			c, err := ParseCondition(s)
 			if err != nil {
-				p.errorf(e.value, "threshold: %v", err)
+				p.errorf(e.Value, "threshold: %v", err)
 			}
 			r.Threshold = c
 		}
 		return
 	}
 	e := m["anomaly"]
-	if e.value.Kind != yaml.MappingNode {
-		p.errorf(e.value, "anomaly must be a mapping, e.g. {baseline: 1h, z: 6, min: 200}")
+	if e.Value.Kind != yaml.MappingNode {
+		p.errorf(e.Value, "anomaly must be a mapping, e.g. {baseline: 1h, z: 6, min: 200}")
 		return
 	}
-	am := p.mapping(e.value, map[string]bool{"baseline": true, "z": true, "min": true})
+	am := p.mapping(e.Value, map[string]bool{"baseline": true, "z": true, "min": true})
 	spec := &AnomalySpec{Z: 3}
-	if b, ok := p.duration(am, "baseline", true, e.value); ok {
+	if b, ok := p.duration(am, "baseline", true, e.Value); ok {
 		spec.Baseline = b
 		if r.Window > 0 && b < 2*r.Window {
-			p.errorf(am["baseline"].value, "baseline (%s) must cover at least two windows (%s each)", b, r.Window)
+			p.errorf(am["baseline"].Value, "baseline (%s) must cover at least two windows (%s each)", b, r.Window)
 		}
 	}
 	if z, ok := p.number(am, "z"); ok {
 		if z <= 0 {
-			p.errorf(am["z"].value, "z must be positive")
+			p.errorf(am["z"].Value, "z must be positive")
 		}
 		spec.Z = z
 	}
 	if v, ok := p.number(am, "min"); ok {
 		if v < 0 {
-			p.errorf(am["min"].value, "min must be ≥ 0")
+			p.errorf(am["min"].Value, "min must be ≥ 0")
 		}
 		spec.Min = v
 	}
@@ -770,29 +672,29 @@ func ParseCondition(s string) (Condition, error) {
 }
 
 func (p *parser) newValue(e entry, r *Rule) {
-	if e.value.Kind != yaml.MappingNode {
-		p.errorf(e.value, "new_value must be a mapping, e.g. {field: ip, per: [api_key_id], remember: 30d}")
+	if e.Value.Kind != yaml.MappingNode {
+		p.errorf(e.Value, "new_value must be a mapping, e.g. {field: ip, per: [api_key_id], remember: 30d}")
 		return
 	}
-	m := p.mapping(e.value, map[string]bool{"field": true, "per": true, "remember": true, "learn": true})
+	m := p.mapping(e.Value, map[string]bool{"field": true, "per": true, "remember": true, "learn": true})
 	spec := &NewValueSpec{Remember: 30 * 24 * time.Hour}
 	if f, ok := m["field"]; ok {
-		spec.Field = p.field(f.value, r.Source, "new_value.field")
+		spec.Field = p.field(f.Value, r.Source, "new_value.field")
 	} else {
-		p.errorf(e.value, "new_value needs a field, e.g. field: ip")
+		p.errorf(e.Value, "new_value needs a field, e.g. field: ip")
 	}
 	if pe, ok := m["per"]; ok {
 		spec.Per = p.fieldList(pe, r.Source)
 		for _, f := range spec.Per {
 			if spec.Field != nil && f.Name == spec.Field.Name {
-				p.errorf(pe.value, "new_value.per must not contain the field itself (%q)", f.Name)
+				p.errorf(pe.Value, "new_value.per must not contain the field itself (%q)", f.Name)
 			}
 		}
 	}
-	if d, ok := p.duration(m, "remember", false, e.value); ok {
+	if d, ok := p.duration(m, "remember", false, e.Value); ok {
 		spec.Remember = d
 	}
-	if d, ok := p.duration(m, "learn", false, e.value); ok {
+	if d, ok := p.duration(m, "learn", false, e.Value); ok {
 		spec.Learn = d
 	}
 	if spec.Field != nil {
@@ -801,18 +703,18 @@ func (p *parser) newValue(e entry, r *Rule) {
 }
 
 func (p *parser) dormant(e entry, r *Rule) {
-	if e.value.Kind != yaml.MappingNode {
-		p.errorf(e.value, "dormant must be a mapping, e.g. {field: api_key_id, idle: 90d}")
+	if e.Value.Kind != yaml.MappingNode {
+		p.errorf(e.Value, "dormant must be a mapping, e.g. {field: api_key_id, idle: 90d}")
 		return
 	}
-	m := p.mapping(e.value, map[string]bool{"field": true, "idle": true})
+	m := p.mapping(e.Value, map[string]bool{"field": true, "idle": true})
 	spec := &DormantSpec{}
 	if f, ok := m["field"]; ok {
-		spec.Field = p.field(f.value, r.Source, "dormant.field")
+		spec.Field = p.field(f.Value, r.Source, "dormant.field")
 	} else {
-		p.errorf(e.value, "dormant needs a field, e.g. field: api_key_id")
+		p.errorf(e.Value, "dormant needs a field, e.g. field: api_key_id")
 	}
-	if d, ok := p.duration(m, "idle", true, e.value); ok {
+	if d, ok := p.duration(m, "idle", true, e.Value); ok {
 		spec.Idle = d
 	}
 	if spec.Field != nil {
@@ -821,28 +723,28 @@ func (p *parser) dormant(e entry, r *Rule) {
 }
 
 func (p *parser) sequence(e entry, r *Rule) {
-	if e.value.Kind != yaml.MappingNode {
-		p.errorf(e.value, "sequence must be a mapping with by, within and steps")
+	if e.Value.Kind != yaml.MappingNode {
+		p.errorf(e.Value, "sequence must be a mapping with by, within and steps")
 		return
 	}
-	m := p.mapping(e.value, map[string]bool{"by": true, "within": true, "steps": true})
+	m := p.mapping(e.Value, map[string]bool{"by": true, "within": true, "steps": true})
 	spec := &SequenceSpec{}
 	if b, ok := m["by"]; ok {
 		spec.By = p.fieldList(b, r.Source)
 	}
-	if d, ok := p.duration(m, "within", true, e.value); ok {
+	if d, ok := p.duration(m, "within", true, e.Value); ok {
 		spec.Within = d
 	}
 	se, ok := m["steps"]
-	if !ok || se.value.Kind != yaml.SequenceNode || len(se.value.Content) == 0 {
-		n := e.value
+	if !ok || se.Value.Kind != yaml.SequenceNode || len(se.Value.Content) == 0 {
+		n := e.Value
 		if ok {
-			n = se.value
+			n = se.Value
 		}
 		p.errorf(n, "sequence needs a non-empty list of steps, each with a where expression")
 		return
 	}
-	for _, sn := range se.value.Content {
+	for _, sn := range se.Value.Content {
 		if sn.Kind != yaml.MappingNode {
 			p.errorf(sn, "each step must be a mapping with where (and optionally threshold)")
 			continue
@@ -850,8 +752,8 @@ func (p *parser) sequence(e entry, r *Rule) {
 		sm := p.mapping(sn, map[string]bool{"where": true, "threshold": true})
 		st := Step{Count: Condition{Op: GE, Value: 1, Text: ">= 1"}}
 		if we, ok := sm["where"]; ok {
-			st.WhereText = we.value.Value
-			st.Where = p.expr(we.value, r.Source)
+			st.WhereText = we.Value.Value
+			st.Where = p.expr(we.Value, r.Source)
 		} else {
 			p.errorf(sn, "step needs a where expression")
 		}
@@ -859,9 +761,9 @@ func (p *parser) sequence(e entry, r *Rule) {
 			if s, ok := p.scalar(te, "a comparison such as '>= 5'"); ok {
 				c, err := ParseCondition(s)
 				if err != nil {
-					p.errorf(te.value, "threshold: %v", err)
+					p.errorf(te.Value, "threshold: %v", err)
 				} else if c.Op == LT || c.Op == LE || c.Value < 0 {
-					p.errorf(te.value, "a step threshold counts matching events upwards: use >, >= or == (e.g. '>= 5')")
+					p.errorf(te.Value, "a step threshold counts matching events upwards: use >, >= or == (e.g. '>= 5')")
 				}
 				st.Count = c
 			}

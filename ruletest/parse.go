@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-sec/vigil/event"
+	"github.com/vigil-sec/vigil/internal/yamlpos"
 	"github.com/vigil-sec/vigil/rules"
 )
 
@@ -55,17 +55,11 @@ func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
 	p.errs = append(p.errs, &rules.Error{File: p.file, Line: n.Line, Column: n.Column, Msg: fmt.Sprintf(format, args...)})
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 func (p *parser) parse(data []byte) *File {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		e := &rules.Error{File: p.file, Line: 1, Column: 1, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			e.Line, _ = strconv.Atoi(m[1])
-			e.Msg = "invalid YAML: " + m[2]
-		}
-		p.errs = append(p.errs, e)
+		line, msg := yamlpos.SyntaxError(err)
+		p.errs = append(p.errs, &rules.Error{File: p.file, Line: line, Column: 1, Msg: "invalid YAML: " + msg})
 		return nil
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
@@ -94,7 +88,7 @@ func (p *parser) parse(data []byte) *File {
 		if s, ok := p.scalar(e, "an RFC 3339 time such as 2026-11-22T18:00:00Z"); ok {
 			t, err := time.Parse(time.RFC3339Nano, s)
 			if err != nil {
-				p.errorf(e.value, "start must be an RFC 3339 time such as 2026-11-22T18:00:00Z, got %q", s)
+				p.errorf(e.Value, "start must be an RFC 3339 time such as 2026-11-22T18:00:00Z, got %q", s)
 			} else {
 				f.Start = t.UTC()
 			}
@@ -113,12 +107,12 @@ func (p *parser) parse(data []byte) *File {
 		p.errorf(root, "missing required key \"tests\" (a list of test cases)")
 		return f
 	}
-	if e.value.Kind != yaml.SequenceNode || len(e.value.Content) == 0 {
-		p.errorf(e.value, "tests must be a non-empty list of test cases, each with name, events and expect")
+	if e.Value.Kind != yaml.SequenceNode || len(e.Value.Content) == 0 {
+		p.errorf(e.Value, "tests must be a non-empty list of test cases, each with name, events and expect")
 		return f
 	}
 	names := map[string]int{}
-	for i, tn := range e.value.Content {
+	for i, tn := range e.Value.Content {
 		t := p.test(tn, i+1, f.Start, fileDefaults)
 		if t == nil {
 			continue
@@ -146,112 +140,40 @@ func looksLikeRuleFile(root *yaml.Node) bool {
 	return hasRules
 }
 
-type entry struct {
-	key, value *yaml.Node
-}
+type entry = yamlpos.Entry
 
 // mapping returns a mapping's entries by key, reporting unknown and
 // duplicate keys. allowed == nil accepts any key.
 func (p *parser) mapping(n *yaml.Node, allowed map[string]bool) map[string]entry {
-	out := map[string]entry{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], resolve(n.Content[i+1])
-		if k.Kind != yaml.ScalarNode {
-			p.errorf(k, "keys must be plain strings")
-			continue
-		}
-		if _, dup := out[k.Value]; dup {
-			p.errorf(k, "duplicate key %q", k.Value)
-			continue
-		}
-		if allowed != nil && !allowed[k.Value] {
-			p.errorf(k, "unknown key %q%s", k.Value, suggest(k.Value, sortedKeys(allowed)))
-			continue
-		}
-		out[k.Value] = entry{k, v}
-	}
-	return out
+	return yamlpos.Mapping(n, allowed, func(n *yaml.Node, msg string) { p.errorf(n, "%s", msg) })
 }
-
-// resolve follows YAML aliases (*anchor) to the node they name.
-func resolve(n *yaml.Node) *yaml.Node {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// suggest names the closest allowed word, or lists them all.
-func suggest(word string, allowed []string) string {
-	best, bestD := "", 3
-	for _, a := range allowed {
-		if d := editDistance(word, a); d < bestD {
-			best, bestD = a, d
-		}
-	}
-	if best != "" {
-		return fmt.Sprintf(" (did you mean %q?)", best)
-	}
-	return " (allowed here: " + strings.Join(allowed, ", ") + ")"
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
-
-func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
 
 func (p *parser) scalar(e entry, what string) (string, bool) {
-	if e.value.Kind != yaml.ScalarNode || isNull(e.value) {
-		p.errorf(e.value, "%s must be %s", e.key.Value, what)
+	if e.Value.Kind != yaml.ScalarNode || yamlpos.IsNull(e.Value) {
+		p.errorf(e.Value, "%s must be %s", e.Key.Value, what)
 		return "", false
 	}
-	return e.value.Value, true
+	return e.Value.Value, true
 }
 
 func (p *parser) ruleFiles(e entry) []string {
 	var nodes []*yaml.Node
-	switch e.value.Kind {
+	switch e.Value.Kind {
 	case yaml.ScalarNode:
-		if !isNull(e.value) {
-			nodes = []*yaml.Node{e.value}
+		if !yamlpos.IsNull(e.Value) {
+			nodes = []*yaml.Node{e.Value}
 		}
 	case yaml.SequenceNode:
-		nodes = e.value.Content
+		nodes = e.Value.Content
 	}
 	if len(nodes) == 0 {
-		p.errorf(e.value, "rule_files must be a non-empty list of rule files or directories, relative to the test file")
+		p.errorf(e.Value, "rule_files must be a non-empty list of rule files or directories, relative to the test file")
 		return nil
 	}
 	var out []string
 	for _, n := range nodes {
-		n = resolve(n)
-		if n.Kind != yaml.ScalarNode || isNull(n) || n.Value == "" {
+		n = yamlpos.Resolve(n)
+		if n.Kind != yaml.ScalarNode || yamlpos.IsNull(n) || n.Value == "" {
 			p.errorf(n, "rule_files: expected a file or directory name")
 			continue
 		}
@@ -271,15 +193,15 @@ func (p *parser) ruleFiles(e entry) []string {
 var classifications = keys("PUBLIC", "INTERNAL", "CONFIDENTIAL", "PHI")
 
 func (p *parser) namespaces(e entry) map[string]string {
-	if e.value.Kind != yaml.MappingNode {
-		p.errorf(e.value, "namespaces must be a mapping of namespace to data_classification, e.g. {ns_1: PHI}")
+	if e.Value.Kind != yaml.MappingNode {
+		p.errorf(e.Value, "namespaces must be a mapping of namespace to data_classification, e.g. {ns_1: PHI}")
 		return nil
 	}
 	out := map[string]string{}
-	for ns, ne := range p.mapping(e.value, nil) {
-		c := ne.value.Value
-		if ne.value.Kind != yaml.ScalarNode || !classifications[c] {
-			p.errorf(ne.value, "namespace %q: data_classification must be PUBLIC, INTERNAL, CONFIDENTIAL or PHI", ns)
+	for ns, ne := range p.mapping(e.Value, nil) {
+		c := ne.Value.Value
+		if ne.Value.Kind != yaml.ScalarNode || !classifications[c] {
+			p.errorf(ne.Value, "namespace %q: data_classification must be PUBLIC, INTERNAL, CONFIDENTIAL or PHI", ns)
 			continue
 		}
 		out[ns] = c
@@ -324,11 +246,11 @@ next:
 
 func (p *parser) defaults(e entry) defaults {
 	var d defaults
-	if e.value.Kind != yaml.MappingNode {
-		p.errorf(e.value, "defaults must be a mapping with requests and/or audit, each a mapping of event fields")
+	if e.Value.Kind != yaml.MappingNode {
+		p.errorf(e.Value, "defaults must be a mapping with requests and/or audit, each a mapping of event fields")
 		return d
 	}
-	for name, se := range p.mapping(e.value, defaultsKeys) {
+	for name, se := range p.mapping(e.Value, defaultsKeys) {
 		src, _ := event.ParseSource(name)
 		d[src] = p.fields(se, src, "")
 	}
@@ -338,13 +260,13 @@ func (p *parser) defaults(e entry) defaults {
 // fields reads a mapping of event field names to values, checking the
 // names against the source's schema; prefix starts every message.
 func (p *parser) fields(e entry, src event.Source, prefix string) []field {
-	if e.value.Kind != yaml.MappingNode {
-		p.errorf(e.value, "%s%s must be a mapping of %s fields to values, e.g. {status: 401}", prefix, e.key.Value, src)
+	if e.Value.Kind != yaml.MappingNode {
+		p.errorf(e.Value, "%s%s must be a mapping of %s fields to values, e.g. {status: 401}", prefix, e.Key.Value, src)
 		return nil
 	}
 	var out []field
-	for i := 0; i+1 < len(e.value.Content); i += 2 {
-		k, v := e.value.Content[i], resolve(e.value.Content[i+1])
+	for i := 0; i+1 < len(e.Value.Content); i += 2 {
+		k, v := e.Value.Content[i], yamlpos.Resolve(e.Value.Content[i+1])
 		if k.Kind != yaml.ScalarNode {
 			p.errorf(k, "%sfield names must be plain strings", prefix)
 			continue
@@ -355,7 +277,7 @@ func (p *parser) fields(e entry, src event.Source, prefix string) []field {
 			continue
 		}
 		if _, ok := event.Lookup(src, name); !ok {
-			p.errorf(k, "%sunknown %s field %q%s", prefix, src, name, suggest(name, schemaNames(src)))
+			p.errorf(k, "%sunknown %s field %q%s", prefix, src, name, yamlpos.Suggest(name, schemaNames(src)))
 			continue
 		}
 		if hasField(out, name) {
@@ -389,7 +311,7 @@ func schemaNames(src event.Source) []string {
 // test parses one test case; index is its 1-based position, used in
 // generated event ids.
 func (p *parser) test(n *yaml.Node, index int, start time.Time, fileDefaults defaults) *Test {
-	n = resolve(n)
+	n = yamlpos.Resolve(n)
 	if n.Kind != yaml.MappingNode {
 		p.errorf(n, "each test must be a mapping with name, events and expect")
 		return nil
@@ -400,7 +322,7 @@ func (p *parser) test(n *yaml.Node, index int, start time.Time, fileDefaults def
 		if s, ok := p.scalar(e, "a string"); ok && strings.TrimSpace(s) != "" {
 			t.Name = s
 		} else if ok {
-			p.errorf(e.value, "name must not be empty")
+			p.errorf(e.Value, "name must not be empty")
 		}
 	} else {
 		p.errorf(n, "missing required key \"name\"")
@@ -409,23 +331,23 @@ func (p *parser) test(n *yaml.Node, index int, start time.Time, fileDefaults def
 	if e, ok := m["defaults"]; ok {
 		d = fileDefaults.over(p.defaults(e))
 	}
-	if e, ok := m["events"]; ok && !isNull(e.value) {
-		if e.value.Kind != yaml.SequenceNode {
-			p.errorf(e.value, "events must be a list of events, each with source and fields")
+	if e, ok := m["events"]; ok && !yamlpos.IsNull(e.Value) {
+		if e.Value.Kind != yaml.SequenceNode {
+			p.errorf(e.Value, "events must be a list of events, each with source and fields")
 		} else {
 			b := &eventBuilder{p: p, test: index, start: start, defaults: d}
-			for i, en := range e.value.Content {
-				t.Events = b.add(t.Events, resolve(en), i+1)
+			for i, en := range e.Value.Content {
+				t.Events = b.add(t.Events, yamlpos.Resolve(en), i+1)
 			}
 			sortByTime(t.Events)
 		}
 	}
-	if e, ok := m["expect"]; ok && !isNull(e.value) {
-		if e.value.Kind != yaml.SequenceNode {
-			p.errorf(e.value, "expect must be a list of expected alerts ([] for none)")
+	if e, ok := m["expect"]; ok && !yamlpos.IsNull(e.Value) {
+		if e.Value.Kind != yaml.SequenceNode {
+			p.errorf(e.Value, "expect must be a list of expected alerts ([] for none)")
 		} else {
-			for _, xn := range e.value.Content {
-				if x := p.expect(resolve(xn), start); x != nil {
+			for _, xn := range e.Value.Content {
+				if x := p.expect(yamlpos.Resolve(xn), start); x != nil {
 					t.Expect = append(t.Expect, x)
 				}
 			}
@@ -466,9 +388,9 @@ func (b *eventBuilder) add(evs []event.Event, n *yaml.Node, index int) []event.E
 		p.errorf(n, "event %d: missing required key \"source\" (requests or audit)", index)
 		return evs
 	}
-	src, ok := event.ParseSource(se.value.Value)
-	if se.value.Kind != yaml.ScalarNode || !ok {
-		p.errorf(se.value, "event %d: source must be requests or audit", index)
+	src, ok := event.ParseSource(se.Value.Value)
+	if se.Value.Kind != yaml.ScalarNode || !ok {
+		p.errorf(se.Value, "event %d: source must be requests or audit", index)
 		return evs
 	}
 
@@ -478,7 +400,7 @@ func (b *eventBuilder) add(evs []event.Event, n *yaml.Node, index int) []event.E
 	abs, hasTS := m["ts"]
 	switch {
 	case hasAt && hasTS:
-		p.errorf(abs.key, "event %d: give either at (relative to start) or ts (absolute), not both", index)
+		p.errorf(abs.Key, "event %d: give either at (relative to start) or ts (absolute), not both", index)
 		return evs
 	case hasAt:
 		s, ok := p.scalar(at, "a duration relative to start, such as +30s")
@@ -487,10 +409,10 @@ func (b *eventBuilder) add(evs []event.Event, n *yaml.Node, index int) []event.E
 		}
 		d, err := parseOffset(s)
 		if err != nil {
-			p.errorf(at.value, "event %d: at must be a duration relative to start such as +30s, 5m or 1d2h: %v", index, err)
+			p.errorf(at.Value, "event %d: at must be a duration relative to start such as +30s, 5m or 1d2h: %v", index, err)
 			return evs
 		}
-		ts, tsNode = b.start.Add(d), at.value
+		ts, tsNode = b.start.Add(d), at.Value
 	case hasTS:
 		s, ok := p.scalar(abs, "an RFC 3339 time such as 2026-11-22T18:00:30Z")
 		if !ok {
@@ -498,17 +420,17 @@ func (b *eventBuilder) add(evs []event.Event, n *yaml.Node, index int) []event.E
 		}
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			p.errorf(abs.value, "event %d: ts must be an RFC 3339 time such as 2026-11-22T18:00:30Z, got %q", index, s)
+			p.errorf(abs.Value, "event %d: ts must be an RFC 3339 time such as 2026-11-22T18:00:30Z, got %q", index, s)
 			return evs
 		}
-		ts, tsNode = t, abs.value
+		ts, tsNode = t, abs.Value
 	}
 
 	repeat := 1
 	if e, ok := m["repeat"]; ok {
 		var r int
-		if e.value.Kind != yaml.ScalarNode || e.value.ShortTag() != "!!int" || e.value.Decode(&r) != nil || r < 1 || r > MaxRepeat {
-			p.errorf(e.value, "event %d: repeat must be a whole number from 1 to %d", index, MaxRepeat)
+		if e.Value.Kind != yaml.ScalarNode || e.Value.ShortTag() != "!!int" || e.Value.Decode(&r) != nil || r < 1 || r > MaxRepeat {
+			p.errorf(e.Value, "event %d: repeat must be a whole number from 1 to %d", index, MaxRepeat)
 			return evs
 		}
 		repeat = r
@@ -516,7 +438,7 @@ func (b *eventBuilder) add(evs []event.Event, n *yaml.Node, index int) []event.E
 	var every time.Duration
 	if e, ok := m["every"]; ok {
 		if _, ok := m["repeat"]; !ok {
-			p.errorf(e.key, "event %d: every is the spacing between repeats and needs repeat", index)
+			p.errorf(e.Key, "event %d: every is the spacing between repeats and needs repeat", index)
 			return evs
 		}
 		s, ok := p.scalar(e, "a duration such as 1s")
@@ -525,14 +447,14 @@ func (b *eventBuilder) add(evs []event.Event, n *yaml.Node, index int) []event.E
 		}
 		d, err := rules.ParseDuration(s)
 		if err != nil {
-			p.errorf(e.value, "event %d: every: %v", index, err)
+			p.errorf(e.Value, "event %d: every: %v", index, err)
 			return evs
 		}
 		every = d
 	}
 
 	fields := b.defaults[src]
-	if e, ok := m["fields"]; ok && !isNull(e.value) {
+	if e, ok := m["fields"]; ok && !yamlpos.IsNull(e.Value) {
 		fields = merge(fields, p.fields(e, src, fmt.Sprintf("event %d: ", index)))
 	}
 	idName := "request_id"
@@ -611,7 +533,7 @@ func (b *eventBuilder) record(buf []byte, ts time.Time, idName, id string, field
 // 401 is a number, "401" and 198.51.100.23 are strings. A float without a
 // fraction is written as an integer, so 10e6 can fill an integer field.
 func appendJSON(buf []byte, n *yaml.Node) ([]byte, *yaml.Node) {
-	n = resolve(n)
+	n = yamlpos.Resolve(n)
 	switch n.Kind {
 	case yaml.MappingNode:
 		buf = append(buf, '{')
@@ -619,7 +541,7 @@ func appendJSON(buf []byte, n *yaml.Node) ([]byte, *yaml.Node) {
 			if i > 0 {
 				buf = append(buf, ',')
 			}
-			k := resolve(n.Content[i])
+			k := yamlpos.Resolve(n.Content[i])
 			if k.Kind != yaml.ScalarNode {
 				return buf, k
 			}
@@ -689,24 +611,24 @@ func (p *parser) expect(n *yaml.Node, start time.Time) *Expect {
 	x := &Expect{Count: 1, Text: flow(n), Line: n.Line, Column: n.Column}
 	if e, ok := m["rule"]; ok {
 		if s, ok := p.scalar(e, "a rule id"); ok {
-			x.Rule, x.ruleLine, x.ruleCol = s, e.value.Line, e.value.Column
+			x.Rule, x.ruleLine, x.ruleCol = s, e.Value.Line, e.Value.Column
 		}
 	} else {
 		p.errorf(n, "missing required key \"rule\" (the id of the rule expected to fire)")
 	}
 	if e, ok := m["group"]; ok {
-		x.groupLine, x.groupCol = e.value.Line, e.value.Column
-		if e.value.Kind != yaml.MappingNode {
-			p.errorf(e.value, "group must be a mapping of field to value, e.g. {ip: 198.51.100.23}")
+		x.groupLine, x.groupCol = e.Value.Line, e.Value.Column
+		if e.Value.Kind != yaml.MappingNode {
+			p.errorf(e.Value, "group must be a mapping of field to value, e.g. {ip: 198.51.100.23}")
 		} else {
 			x.Group = map[string]string{}
-			for k, ge := range p.mapping(e.value, nil) {
-				if ge.value.Kind != yaml.ScalarNode {
-					p.errorf(ge.value, "group value of %q must be a plain value", k)
+			for k, ge := range p.mapping(e.Value, nil) {
+				if ge.Value.Kind != yaml.ScalarNode {
+					p.errorf(ge.Value, "group value of %q must be a plain value", k)
 					continue
 				}
-				x.Group[k] = ge.value.Value
-				if isNull(ge.value) {
+				x.Group[k] = ge.Value.Value
+				if yamlpos.IsNull(ge.Value) {
 					x.Group[k] = "" // an absent field groups as its zero value
 				}
 			}
@@ -717,22 +639,22 @@ func (p *parser) expect(n *yaml.Node, start time.Time) *Expect {
 			if sev, ok := rules.ParseSeverity(s); ok {
 				x.Severity = sev
 			} else {
-				p.errorf(e.value, "unknown severity %q: use critical, high, medium, low or 1-4", s)
+				p.errorf(e.Value, "unknown severity %q: use critical, high, medium, low or 1-4", s)
 			}
 		}
 	}
 	if e, ok := m["phi"]; ok {
 		var v bool
-		if e.value.Kind != yaml.ScalarNode || e.value.ShortTag() != "!!bool" || e.value.Decode(&v) != nil {
-			p.errorf(e.value, "phi must be true or false")
+		if e.Value.Kind != yaml.ScalarNode || e.Value.ShortTag() != "!!bool" || e.Value.Decode(&v) != nil {
+			p.errorf(e.Value, "phi must be true or false")
 		} else {
 			x.PHI = &v
 		}
 	}
 	if e, ok := m["count"]; ok {
 		var c int
-		if e.value.Kind != yaml.ScalarNode || e.value.ShortTag() != "!!int" || e.value.Decode(&c) != nil || c < 1 {
-			p.errorf(e.value, "count must be a whole number of at least 1 (alerts not listed in expect already fail the test)")
+		if e.Value.Kind != yaml.ScalarNode || e.Value.ShortTag() != "!!int" || e.Value.Decode(&c) != nil || c < 1 {
+			p.errorf(e.Value, "count must be a whole number of at least 1 (alerts not listed in expect already fail the test)")
 		} else {
 			x.Count = c
 		}
@@ -745,14 +667,14 @@ func (p *parser) expect(n *yaml.Node, start time.Time) *Expect {
 				t := start.Add(d)
 				x.At = &t
 			} else {
-				p.errorf(e.value, "at must be a duration relative to start such as +50s, or an RFC 3339 time, got %q", s)
+				p.errorf(e.Value, "at must be a duration relative to start such as +50s, or an RFC 3339 time, got %q", s)
 			}
 		}
 	}
 	if e, ok := m["value"]; ok {
 		var v float64
-		if e.value.Kind != yaml.ScalarNode || e.value.Decode(&v) != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-			p.errorf(e.value, "value must be a number")
+		if e.Value.Kind != yaml.ScalarNode || e.Value.Decode(&v) != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			p.errorf(e.Value, "value must be a number")
 		} else {
 			x.Value = &v
 		}
@@ -765,7 +687,7 @@ func (p *parser) expect(n *yaml.Node, start time.Time) *Expect {
 
 // flow renders a YAML value in flow style, close to how it was written.
 func flow(n *yaml.Node) string {
-	n = resolve(n)
+	n = yamlpos.Resolve(n)
 	var b strings.Builder
 	switch n.Kind {
 	case yaml.MappingNode:

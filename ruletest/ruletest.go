@@ -13,11 +13,10 @@
 package ruletest
 
 import (
-	"errors"
+	"github.com/vigil-sec/vigil/internal/yamlpos"
+
 	"fmt"
 	"os"
-	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/vigil-sec/vigil/event"
@@ -83,36 +82,7 @@ type Expect struct {
 // rule as rules.LoadFiles). A directory without test files is an error, so
 // that a wrong path cannot pass by testing nothing.
 func Files(paths ...string) ([]string, error) {
-	if len(paths) == 0 {
-		return nil, errors.New("no test files given: pass test files or directories")
-	}
-	var files []string
-	for _, p := range paths {
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, fmt.Errorf("test path %s: %w", p, err)
-		}
-		if !st.IsDir() {
-			files = append(files, p)
-			continue
-		}
-		entries, err := os.ReadDir(p)
-		if err != nil {
-			return nil, fmt.Errorf("test directory %s: %w", p, err)
-		}
-		var found []string
-		for _, e := range entries {
-			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
-				found = append(found, filepath.Join(p, e.Name()))
-			}
-		}
-		if len(found) == 0 {
-			return nil, fmt.Errorf("test directory %s holds no *.yaml or *.yml files", p)
-		}
-		sort.Strings(found)
-		files = append(files, found...)
-	}
-	return files, nil
+	return yamlpos.ExpandPaths("test", paths, true)
 }
 
 // Load reads and parses one test file. Problems come back as a

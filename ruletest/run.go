@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/vigil-sec/vigil/detector"
+	"github.com/vigil-sec/vigil/internal/yamlpos"
 	"github.com/vigil-sec/vigil/rules"
 )
 
@@ -101,7 +102,7 @@ func (f *File) check(set *rules.Set) error {
 				}
 				slices.Sort(ids)
 				errs = append(errs, &rules.Error{File: f.Path, Line: x.ruleLine, Column: x.ruleCol,
-					Msg: fmt.Sprintf("expect: no rule %q in %s%s", x.Rule, strings.Join(f.RuleFiles, ", "), suggest(x.Rule, ids))})
+					Msg: fmt.Sprintf("expect: no rule %q in %s%s", x.Rule, strings.Join(f.RuleFiles, ", "), yamlpos.Suggest(x.Rule, ids))})
 				continue
 			}
 			if x.Group == nil {
