@@ -43,11 +43,6 @@ type Decoder struct {
 	cur    fieldID
 	curKey string
 
-	// follows[k] is the known key that followed key k (fUnknown: the start
-	// of the object) in the last record that had k: producers write their
-	// fields in a fixed order, so it is nearly always the next key.
-	follows [numFields]fieldID
-
 	// Unknown top-level keys seen so far (unescaped), for duplicate
 	// detection; unknownSet takes over when a record has very many.
 	unknown    []string
@@ -338,19 +333,6 @@ func matchKey(data []byte, i int) (fieldID, int) {
 	return fUnknown, i
 }
 
-// isKey reports whether the key at data[i] (the opening quote) is the name
-// of field id written without escapes.
-func isKey(data []byte, i int, id fieldID) bool {
-	if i < 0 || len(data)-i < 25 {
-		return false
-	}
-	p := data[i+1 : i+25]
-	k := &keyWords[id]
-	return (binary.LittleEndian.Uint64(p[0:8])^k.w[0])&k.m[0]|
-		(binary.LittleEndian.Uint64(p[8:16])^k.w[1])&k.m[1]|
-		(binary.LittleEndian.Uint64(p[16:24])^k.w[2])&k.m[2] == 0
-}
-
 // Decode decodes one record of source src from data into *e, which it resets
 // first: fields absent from the record hold their zero value.
 //
@@ -461,20 +443,13 @@ func (d *Decoder) object(src Source, known uint32, e *Event) (present uint32, er
 		i++
 	} else {
 		var seen uint32
-		prev := fUnknown // the previous known key, or fUnknown at the start or after an unknown key
 		for {
 			if i >= len(data) || data[i] != '"' {
 				return 0, d.unexpected(i, "a string key")
 			}
 			keyStart := i
 			var key string // set only when read the slow way
-			id, j := fUnknown, i
-			if cand := d.follows[prev]; cand != fUnknown && isKey(data, i, cand) {
-				id, j = cand, i+2+len(fieldNames[cand])
-			} else if id, j = matchKey(data, i); id != fUnknown {
-				d.follows[prev] = id
-			}
-			prev = id
+			id, j := matchKey(data, i)
 			if id == fUnknown {
 				if key, j, err = d.readString(i); err != nil {
 					return 0, err

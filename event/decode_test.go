@@ -416,6 +416,12 @@ func decodeCases() []decodeCase {
 		invalidAt("a lone low surrogate is rejected", Requests, req(kv{"path", `"\ude00"`}), "path", `invalid JSON at byte %d: unpaired surrogate in \u escape`, `|\ude00`),
 		invalidAt("a lone surrogate in an unknown field is rejected", Requests, req(kv{"x", `["\udc00"]`}), "x", `invalid JSON at byte %d: unpaired surrogate in \u escape`, `|\udc00`),
 		invalidAt("a raw control character in a string is rejected", Requests, req(kv{"path", "\"a\tb\""}), "path", `invalid JSON at byte %d: control character in string`, "\t"),
+		invalidAt("a raw control character after an escape is rejected", Requests, req(kv{"path", "\"\\n\x01\""}), "path", `invalid JSON at byte %d: control character in string`, "\x01"),
+		invalidAt("a string with escapes cut short is rejected", Requests, `{"path":"\n`, "path", `invalid JSON at byte %d: unexpected end of input in string`, end),
+		invalidAt("a raw control character in an unknown string is rejected", Requests, req(kv{"x", "[\"\\t\x01\"]"}), "x", `invalid JSON at byte %d: control character in string`, "\x01"),
+		invalidAt("an unknown string cut short is rejected", Requests, `{"x":["abc`, "x", `invalid JSON at byte %d: unexpected end of input in string`, end),
+		invalidAt("a bad escape in an unknown string is rejected", Requests, req(kv{"x", `{"\q":1}`}), "x", `invalid JSON at byte %d: invalid escape "\\q"`, `|\q`),
+		valid("escapes in unknown strings are kept as written", Requests, req(kv{"x", `"\u00e9\n\"\ud83d\ude00"`}), wantExtra(`{"x":"\u00e9\n\"\ud83d\ude00"}`)),
 		invalid("a backslash at the end of input is rejected", Requests, `{"path":"\`, "path", `invalid JSON at byte 9: unexpected end of input in string`),
 
 		// UTF-8.
@@ -457,7 +463,7 @@ func decodeCases() []decodeCase {
 		invalid("plain text is rejected", Requests, `hello`, "", `invalid JSON at byte 0: unexpected 'h', want '{'`),
 		invalid("a byte order mark is rejected", Requests, "\xef\xbb\xbf"+req(), "", `invalid JSON at byte 0: unexpected byte 0xef, want '{'`),
 		invalid("an empty object lacks ts", Requests, `{}`, "ts", `missing required field "ts"`),
-		invalid("an empty object with spaces lacks event_id", Audit, ` { } `, "ts", `missing required field "ts"`),
+		invalid("an empty audit object with spaces lacks ts", Audit, ` { } `, "ts", `missing required field "ts"`),
 		invalid("a lone brace is cut short", Requests, `{`, "", `invalid JSON at byte 1: unexpected end of input, want a string key`),
 		invalidAt("a record cut short in a value is rejected", Requests, req()[:50], "request_id", `invalid JSON at byte %d: unexpected end of input in string`, end),
 		invalidAt("a record cut short after a value is rejected", Requests, req()[:len(req())-1], "", `invalid JSON at byte %d: unexpected end of input, want ',' or '}'`, end),
@@ -539,7 +545,7 @@ func nested(n int) string {
 	return open.String() + "1" + close.String()
 }
 
-func TestDecode(t *testing.T) {
+func TestDecodingAcceptsValidRecordsAndExplainsInvalidOnes(t *testing.T) {
 	var d Decoder
 	for _, tc := range decodeCases() {
 		t.Run(tc.name, func(t *testing.T) {
@@ -570,7 +576,7 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-func TestTimestamps(t *testing.T) {
+func TestTimestampsAreParsedStrictly(t *testing.T) {
 	const bad = `field "ts": not an RFC 3339 time or integer Unix milliseconds`
 	cases := []struct {
 		name   string
