@@ -1,0 +1,201 @@
+// Package config loads the daemon's YAML configuration strictly: unknown
+// keys, wrong types and bad values are errors that name the key and the
+// fix, with file:line:col. Values may use ${ENV} (or ${ENV:-default});
+// secrets also come from *_file keys and never print. The same Load backs
+// `vigil run` and `vigil config check`.
+package config
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Config is the whole daemon configuration. The yaml tags are the keys;
+// the doc tags feed docs/operations.md.
+type Config struct {
+	Kafka      Kafka             `yaml:"kafka"`
+	ClickHouse ClickHouse        `yaml:"clickhouse"`
+	Rules      RulesConfig       `yaml:"rules"`
+	Detector   Detector          `yaml:"detector"`
+	Namespaces map[string]string `yaml:"namespaces" doc:"namespace → data_classification for records that carry none"`
+	Log        Log               `yaml:"log"`
+}
+
+// Kafka says where the logs come from.
+type Kafka struct {
+	Brokers         []string `yaml:"brokers" doc:"bootstrap brokers, host:port"`
+	GroupID         string   `yaml:"group_id" doc:"consumer group; replicas with the same id share the partitions"`
+	ClientID        string   `yaml:"client_id"`
+	Topics          Topics   `yaml:"topics"`
+	DeadLetterTopic string   `yaml:"dead_letter_topic" doc:"invalid records go here with their reason in headers; empty disables the topic (ClickHouse still keeps them)"`
+	TLS             TLS      `yaml:"tls"`
+	SASL            SASL     `yaml:"sasl"`
+}
+
+// Topics names the two input topics.
+type Topics struct {
+	Requests string `yaml:"requests"`
+	Audit    string `yaml:"audit"`
+}
+
+// TLS configures a TLS client.
+type TLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SASL configures Kafka authentication.
+type SASL struct {
+	Mechanism string `yaml:"mechanism" doc:"plain, scram-sha-256 or scram-sha-512; empty disables SASL"`
+	Username  string `yaml:"username"`
+	Password  Secret `yaml:"password" doc:"or password_file"`
+}
+
+// ClickHouse says where events, alerts and incidents are stored.
+type ClickHouse struct {
+	Addr          []string  `yaml:"addr" doc:"native protocol addresses, host:port"`
+	Database      string    `yaml:"database"`
+	Username      string    `yaml:"username"`
+	Password      Secret    `yaml:"password" doc:"or password_file"`
+	TLS           TLS       `yaml:"tls"`
+	BatchSize     int       `yaml:"batch_size" doc:"events per insert"`
+	BatchInterval Duration  `yaml:"batch_interval" doc:"longest wait before a partial batch is inserted"`
+	MaxBuffered   int       `yaml:"max_buffered_events" doc:"events held in memory while ClickHouse is slow or down; consumption pauses at this cap"`
+	Retention     Retention `yaml:"retention"`
+}
+
+// Retention is how long stored records are kept (ClickHouse TTL).
+type Retention struct {
+	Requests Duration `yaml:"requests" doc:"request logs (policy: 90 days)"`
+	Audit    Duration `yaml:"audit" doc:"audit logs (policy: 365 days)"`
+}
+
+// RulesConfig says where rules are.
+type RulesConfig struct {
+	Paths []string `yaml:"paths" doc:"rule files or directories (every *.yaml inside)"`
+}
+
+// Detector tunes rule evaluation.
+type Detector struct {
+	MaxGroups int      `yaml:"max_groups" doc:"groups tracked per rule; past it the stalest is evicted and counted"`
+	Lateness  Duration `yaml:"lateness" doc:"how far behind its group's newest event an event still counts"`
+	Shards    int      `yaml:"shards" doc:"goroutines evaluating rules; 0 = one per CPU"`
+}
+
+// Log configures the daemon's own logs.
+type Log struct {
+	Level  string `yaml:"level" doc:"debug, info, warn or error"`
+	Format string `yaml:"format" doc:"json or text"`
+}
+
+// Default returns the configuration used for every key a file leaves out.
+func Default() Config {
+	return Config{
+		Kafka: Kafka{
+			Brokers:         []string{"127.0.0.1:9092"},
+			GroupID:         "vigil",
+			ClientID:        "vigil",
+			Topics:          Topics{Requests: "requests", Audit: "audit"},
+			DeadLetterTopic: "vigil.deadletter",
+		},
+		ClickHouse: ClickHouse{
+			Addr:          []string{"127.0.0.1:9000"},
+			Database:      "vigil",
+			Username:      "default",
+			BatchSize:     50000,
+			BatchInterval: Duration(time.Second),
+			MaxBuffered:   500000,
+			Retention:     Retention{Requests: Duration(90 * 24 * time.Hour), Audit: Duration(365 * 24 * time.Hour)},
+		},
+		Detector: Detector{MaxGroups: 100000, Lateness: Duration(10 * time.Minute)},
+		Log:      Log{Level: "info", Format: "json"},
+	}
+}
+
+// Shards resolves detector.shards: 0 means one per CPU.
+func (d Detector) ShardCount() int {
+	if d.Shards > 0 {
+		return d.Shards
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// validate checks values that decode fine but make no sense; every
+// problem names its key and what to write instead.
+func (c *Config) validate() []string {
+	var p []string
+	bad := func(key, format string, args ...any) { p = append(p, key+": "+fmt.Sprintf(format, args...)) }
+	if len(c.Kafka.Brokers) == 0 {
+		bad("kafka.brokers", "at least one broker is needed, e.g. [kafka-0:9092]")
+	}
+	for _, b := range c.Kafka.Brokers {
+		if !strings.Contains(b, ":") {
+			bad("kafka.brokers", "%q has no port; write host:port, e.g. %s:9092", b, b)
+		}
+	}
+	if c.Kafka.GroupID == "" {
+		bad("kafka.group_id", "must not be empty")
+	}
+	if c.Kafka.Topics.Requests == "" && c.Kafka.Topics.Audit == "" {
+		bad("kafka.topics", "name at least one of requests and audit")
+	}
+	if c.Kafka.Topics.Requests != "" && c.Kafka.Topics.Requests == c.Kafka.Topics.Audit {
+		bad("kafka.topics", "requests and audit must be different topics (the topic says which schema a record has)")
+	}
+	switch c.Kafka.SASL.Mechanism {
+	case "", "plain", "scram-sha-256", "scram-sha-512":
+	default:
+		bad("kafka.sasl.mechanism", "unknown mechanism %q; use plain, scram-sha-256 or scram-sha-512", c.Kafka.SASL.Mechanism)
+	}
+	if c.Kafka.SASL.Mechanism != "" && c.Kafka.SASL.Username == "" {
+		bad("kafka.sasl.username", "required when kafka.sasl.mechanism is set")
+	}
+	if len(c.ClickHouse.Addr) == 0 {
+		bad("clickhouse.addr", "at least one address is needed, e.g. [clickhouse:9000]")
+	}
+	if c.ClickHouse.Database == "" {
+		bad("clickhouse.database", "must not be empty")
+	}
+	if c.ClickHouse.BatchSize < 1 {
+		bad("clickhouse.batch_size", "must be at least 1 (default 50000)")
+	}
+	if c.ClickHouse.BatchInterval <= 0 {
+		bad("clickhouse.batch_interval", "must be positive, e.g. 1s")
+	}
+	if c.ClickHouse.MaxBuffered < c.ClickHouse.BatchSize {
+		bad("clickhouse.max_buffered_events", "must be at least clickhouse.batch_size (%d)", c.ClickHouse.BatchSize)
+	}
+	if c.ClickHouse.Retention.Requests < Duration(24*time.Hour) || c.ClickHouse.Retention.Audit < Duration(24*time.Hour) {
+		bad("clickhouse.retention", "keep records at least 1d (the policies ask for 90d of request logs and 365d of audit logs)")
+	}
+	if len(c.Rules.Paths) == 0 {
+		bad("rules.paths", "name at least one rule file or directory, e.g. [/etc/vigil/rules]")
+	}
+	if c.Detector.MaxGroups < 1 {
+		bad("detector.max_groups", "must be at least 1 (default 100000)")
+	}
+	if c.Detector.Lateness < 0 || c.Detector.Shards < 0 {
+		bad("detector", "lateness and shards must not be negative")
+	}
+	for ns, class := range c.Namespaces {
+		switch class {
+		case "PUBLIC", "INTERNAL", "CONFIDENTIAL", "PHI":
+		default:
+			bad("namespaces."+ns, "unknown classification %q; use PUBLIC, INTERNAL, CONFIDENTIAL or PHI", class)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "unknown level %q; use debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		bad("log.format", "unknown format %q; use json or text", c.Log.Format)
+	}
+	return p
+}
