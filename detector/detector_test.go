@@ -512,3 +512,27 @@ func TestReplaceKeepsStateOfUnchangedRules(t *testing.T) {
 	}
 	check(t, got)
 }
+
+// Samples that leave the window make room for new ones without any two
+// samples sharing (and overwriting) an id buffer.
+func TestSamplesStayDistinctAcrossWindowTurnover(t *testing.T) {
+	var events []event.Event
+	for i := 0; i < 300; i++ {
+		events = append(events, req(time.Duration(i)*time.Second, func(e *event.Event) { e.ID = fmt.Sprintf("req_%06d_long", i) }))
+	}
+	en := NewEngine(loadRules(t, fmt.Sprintf(burst, ">= 1", "0")), Config{})
+	var last *Alert
+	for i := range events {
+		en.Process(&events[i], func(a *Alert) { last = a })
+	}
+	seen := map[string]bool{}
+	for _, id := range last.SampleIDs {
+		if seen[id] || !strings.HasSuffix(id, "_long") {
+			t.Fatalf("sample ids corrupted: %q", last.SampleIDs)
+		}
+		seen[id] = true
+	}
+	if len(last.SampleIDs) != 10 || last.SampleIDs[0] != "req_000240_long" {
+		t.Errorf("samples = %q, want the first 10 events of the last window", last.SampleIDs)
+	}
+}

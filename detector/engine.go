@@ -283,21 +283,18 @@ func (s *samples) add(ts int64, id string, from int64) {
 	}
 }
 
-// compact drops samples older than from, keeping their buffers for reuse.
+// compact drops samples older than from. Entries are swapped, never
+// copied, so every id buffer stays owned by exactly one entry and the
+// dropped ones are reused by later adds.
 func (s *samples) compact(from int64) {
-	keep := s.ring[:0]
+	w := 0
 	for i := range s.ring {
 		if s.ring[i].ts >= from {
-			keep = append(keep, s.ring[i])
+			s.ring[w], s.ring[i] = s.ring[i], s.ring[w]
+			w++
 		}
 	}
-	// Hand the dropped entries' buffers to the free tail.
-	k := len(keep)
-	full := s.ring[:cap(s.ring)]
-	for i := k; i < len(s.ring); i++ {
-		full[i].id = full[i].id[:0]
-	}
-	s.ring = keep
+	s.ring = s.ring[:w]
 	s.oldest = 0
 	for i := range s.ring {
 		if s.ring[i].ts < s.ring[s.oldest].ts {
