@@ -7,7 +7,7 @@ BUILD_FLAGS = -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME  ?= 30s
 
-.PHONY: build test bench fuzz lint demo rules-check clean
+.PHONY: build test bench fuzz lint demo rules-check clean clickhouse-install clickhouse-start clickhouse-stop clickhouse-status
 
 build:
 	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/vigil
@@ -39,5 +39,17 @@ lint:
 demo: build
 	@bash scripts/demo.sh
 
+# A real ClickHouse server on loopback (chDB's engine from npm); see scripts/clickhouse.sh.
+# Tests start their own; these are for the demo and for poking around.
+clickhouse-install:
+	@bash scripts/clickhouse.sh install
+clickhouse-start:
+	@bash scripts/clickhouse.sh start
+clickhouse-stop:
+	@bash scripts/clickhouse.sh stop
+clickhouse-status:
+	@bash scripts/clickhouse.sh status
+
 clean:
+	-@bash scripts/clickhouse.sh stop
 	rm -rf bin .cache
