@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	oklog "github.com/oklog/run"
+
+	"github.com/vigil-sec/vigil/config"
+	"github.com/vigil-sec/vigil/detector"
+	"github.com/vigil-sec/vigil/event"
+	"github.com/vigil-sec/vigil/ingest"
+	"github.com/vigil-sec/vigil/pipeline"
+	"github.com/vigil-sec/vigil/rules"
+	"github.com/vigil-sec/vigil/storage"
+)
+
+// cmdRun is the daemon: `vigil run --config FILE`. Every long-running part
+// is an actor of one run.Group, so the first to stop stops the others in
+// order and the process exits with its error.
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vigil run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file (see configs/vigil.example.yaml)")
+	printAlerts := fs.Bool("print-alerts", false, "also print each alert as a JSON line on stdout")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfgPath == "" || fs.NArg() > 0 {
+		fmt.Fprint(stderr, "usage: vigil run --config FILE [--print-alerts]\n")
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	log := newLogger(cfg.Log, stderr)
+	set, err := rules.LoadFiles(cfg.Rules.Paths...)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if err := runDaemon(cfg, set, log, stdout, *printAlerts); err != nil {
+		log.Error("vigil stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func runDaemon(cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.Writer, printAlerts bool) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	chTLS, err := tlsConfig(cfg.ClickHouse.TLS)
+	if err != nil {
+		return fmt.Errorf("clickhouse.tls: %w", err)
+	}
+	store, err := openStore(ctx, storage.Config{
+		Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database, Username: cfg.ClickHouse.Username,
+		Password: cfg.ClickHouse.Password.Reveal(), TLS: chTLS,
+		RequestsTTL: cfg.ClickHouse.Retention.Requests.D(), AuditTTL: cfg.ClickHouse.Retention.Audit.D(),
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	kTLS, err := tlsConfig(cfg.Kafka.TLS)
+	if err != nil {
+		return fmt.Errorf("kafka.tls: %w", err)
+	}
+	topics := map[string]event.Source{}
+	if cfg.Kafka.Topics.Requests != "" {
+		topics[cfg.Kafka.Topics.Requests] = event.Requests
+	}
+	if cfg.Kafka.Topics.Audit != "" {
+		topics[cfg.Kafka.Topics.Audit] = event.Audit
+	}
+	icfg := ingest.Config{
+		Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.GroupID, ClientID: cfg.Kafka.ClientID, Topics: topics,
+		DeadLetterTopic: cfg.Kafka.DeadLetterTopic, TLS: kTLS, SASLMechanism: cfg.Kafka.SASL.Mechanism,
+		SASLUser: cfg.Kafka.SASL.Username, SASLPassword: cfg.Kafka.SASL.Password.Reveal(), Logger: log,
+	}
+	consumer, err := ingest.NewConsumer(icfg)
+	if err != nil {
+		return err
+	}
+	defer consumer.Close()
+	var dlq pipeline.DeadLetterSink
+	if cfg.Kafka.DeadLetterTopic != "" {
+		w, err := ingest.NewDeadLetterWriter(icfg)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		dlq = w
+	}
+
+	det := detector.New(set.Rules, detector.Config{MaxGroups: cfg.Detector.MaxGroups, Lateness: cfg.Detector.Lateness.D(),
+		Namespaces: cfg.Namespaces, Shards: cfg.Detector.ShardCount()})
+	defer det.Close()
+	var line []byte
+	pl := pipeline.New(pipeline.Config{
+		BatchSize: cfg.ClickHouse.BatchSize, BatchInterval: cfg.ClickHouse.BatchInterval.D(),
+		MaxBuffered: cfg.ClickHouse.MaxBuffered, Logger: log,
+		OnAlert: func(a *detector.Alert) {
+			log.Info("alert", "rule", a.Rule.ID, "severity", a.Severity.Name(), "phi", a.PHI, "value", a.Value, "at", detector.FormatTime(a.At))
+			if printAlerts {
+				line = append(a.AppendJSON(line[:0]), '\n')
+				stdout.Write(line)
+			}
+		},
+	}, consumer, store, dlq, det)
+
+	log.Info("vigil running", "rules", len(set.Rules), "brokers", cfg.Kafka.Brokers, "topics", topics, "clickhouse", cfg.ClickHouse.Addr)
+	var g oklog.Group
+	{
+		pctx, pcancel := context.WithCancel(ctx)
+		g.Add(func() error { return pl.Run(pctx) }, func(error) { pcancel() })
+	}
+	{
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		stop := make(chan struct{})
+		g.Add(func() error {
+			select {
+			case s := <-sig:
+				log.Info("stopping: draining in-flight batches", "signal", s.String())
+			case <-stop:
+			}
+			return nil
+		}, func(error) { signal.Stop(sig); close(stop) })
+	}
+	err = g.Run()
+	log.Info("vigil stopped", "consumed", pl.Stats.Consumed.Load(), "stored", pl.Stats.Stored.Load(),
+		"invalid", pl.Stats.Invalid.Load(), "alerts", pl.Stats.Alerts.Load())
+	return err
+}
+
+// openStore connects to ClickHouse, waiting with backoff while it is not
+// up yet (a daemon started beside its database should not crash-loop).
+func openStore(ctx context.Context, cfg storage.Config, log *slog.Logger) (*storage.Store, error) {
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		s, err := storage.Open(ctx, cfg)
+		if err == nil {
+			return s, nil
+		}
+		if !storage.IsRetryable(err) || attempt >= 30 {
+			return nil, err
+		}
+		log.Warn("clickhouse not reachable yet; retrying", "attempt", attempt, "err", err)
+		time.Sleep(wait)
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func tlsConfig(c config.TLS) (*tls.Config, error) {
+	if !c.Enabled {
+		return nil, nil
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.InsecureSkipVerify}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("ca_file holds no PEM certificate")
+		}
+		t.RootCAs = pool
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
+}

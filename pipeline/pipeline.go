@@ -1,0 +1,347 @@
+// Package pipeline is the daemon's data path: Kafka messages are batched,
+// decoded, evaluated by the detector, stored in ClickHouse, and only then
+// marked stored so their offsets can be committed. It owns ordering,
+// batching, retries and backpressure; Kafka and ClickHouse details stay in
+// ingest and storage.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigil-sec/vigil/detector"
+	"github.com/vigil-sec/vigil/event"
+	"github.com/vigil-sec/vigil/ingest"
+	"github.com/vigil-sec/vigil/storage"
+)
+
+// Source is where messages come from (an ingest.Consumer).
+type Source interface {
+	Fetch(ctx context.Context) (ingest.Message, error)
+	MarkStored(ms ...ingest.Message)
+	Commit(ctx context.Context) error
+}
+
+// Store is where records go (a storage.Store).
+type Store interface {
+	InsertEvents(ctx context.Context, recs []storage.Record, token string) error
+	InsertDeadLetters(ctx context.Context, dls []storage.DeadLetter) error
+	InsertAlerts(ctx context.Context, alerts []*detector.Alert) error
+}
+
+// DeadLetterSink receives invalid records (an ingest.DeadLetterWriter); may be nil.
+type DeadLetterSink interface {
+	Write(ctx context.Context, dls []ingest.DeadLetter) error
+}
+
+// Config tunes batching and retries.
+type Config struct {
+	BatchSize     int           // messages per batch; default 50000
+	BatchInterval time.Duration // longest wait for a partial batch; default 1s
+	// MaxBuffered caps messages held between Kafka and ClickHouse; fetching
+	// pauses when it is reached (backpressure). Default 4 × BatchSize.
+	MaxBuffered int
+	// RetryMin and RetryMax bound the backoff between retries of a failed
+	// insert. Defaults 100ms and 10s.
+	RetryMin, RetryMax time.Duration
+	// DrainTimeout bounds the drain after Run's context ends (ClickHouse
+	// may be down); what is not stored by then is redelivered after the
+	// restart. Default 30s.
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+	// OnAlert is called for each stored alert, in order (incidents, printing).
+	OnAlert func(*detector.Alert)
+}
+
+// Stats are the pipeline's counters.
+type Stats struct {
+	Consumed, Stored, Invalid, Alerts, Batches, InsertRetries atomic.Uint64
+}
+
+// Pipeline runs one consumer's data path.
+type Pipeline struct {
+	cfg   Config
+	src   Source
+	store Store
+	dlq   DeadLetterSink
+	det   *detector.Detector
+	Stats Stats
+}
+
+// New builds a pipeline; det must not be used by anyone else.
+func New(cfg Config, src Source, store Store, dlq DeadLetterSink, det *detector.Detector) *Pipeline {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 50000
+	}
+	if cfg.BatchInterval <= 0 {
+		cfg.BatchInterval = time.Second
+	}
+	if cfg.MaxBuffered < cfg.BatchSize {
+		cfg.MaxBuffered = 4 * cfg.BatchSize
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 100 * time.Millisecond
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 10 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Pipeline{cfg: cfg, src: src, store: store, dlq: dlq, det: det}
+}
+
+// Run consumes until ctx is cancelled, then drains: the batch being built
+// and the queued ones are processed and stored, and their offsets
+// committed, before Run returns. Only an unrecoverable error returns early.
+func (p *Pipeline) Run(ctx context.Context) error {
+	// Queue depth: MaxBuffered counts the batch being filled, the queued
+	// ones and the one being stored.
+	depth := p.cfg.MaxBuffered/p.cfg.BatchSize - 2
+	if depth < 1 {
+		depth = 1
+	}
+	batches := make(chan []ingest.Message, depth)
+	drainCtx, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDrain()
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-finished:
+			return
+		}
+		select {
+		case <-time.After(p.cfg.DrainTimeout):
+			p.cfg.Logger.Warn("drain timed out; unstored records will be redelivered after restart", "timeout", p.cfg.DrainTimeout)
+			cancelDrain()
+		case <-finished:
+		}
+	}()
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for b := range batches {
+			if err == nil {
+				err = p.process(drainCtx, b)
+			}
+		}
+		done <- err
+	}()
+	fetchErr := p.fetch(ctx, batches)
+	close(batches)
+	procErr := <-done
+	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := p.src.Commit(commitCtx); err != nil && procErr == nil {
+		p.cfg.Logger.Warn("final commit failed; the uncommitted tail will be redelivered", "err", err)
+	}
+	if procErr != nil && !(ctx.Err() != nil && errors.Is(procErr, context.Canceled)) {
+		return procErr
+	}
+	return fetchErr
+}
+
+// fetch fills batches by size or time and hands them over; a full queue
+// blocks it, which pauses consumption.
+func (p *Pipeline) fetch(ctx context.Context, out chan<- []ingest.Message) error {
+	batch := make([]ingest.Message, 0, p.cfg.BatchSize)
+	deadline := time.Now().Add(p.cfg.BatchInterval)
+	flush := func() {
+		if len(batch) > 0 {
+			out <- batch
+			batch = make([]ingest.Message, 0, p.cfg.BatchSize)
+		}
+		deadline = time.Now().Add(p.cfg.BatchInterval)
+	}
+	for {
+		fctx, cancel := context.WithDeadline(ctx, deadline)
+		m, err := p.src.Fetch(fctx)
+		cancel()
+		switch {
+		case err == nil:
+			p.Stats.Consumed.Add(1)
+			batch = append(batch, m)
+			if len(batch) >= p.cfg.BatchSize {
+				flush()
+			}
+		case ctx.Err() != nil:
+			flush()
+			return nil
+		case errors.Is(err, context.DeadlineExceeded):
+			flush()
+		default:
+			// kafka-go retries connections itself; an error here is worth a
+			// log line and a short pause, not a stop.
+			p.cfg.Logger.Warn("kafka fetch failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				flush()
+				return nil
+			case <-time.After(p.cfg.RetryMin):
+			}
+		}
+	}
+}
+
+// process decodes, detects, stores and marks one batch.
+func (p *Pipeline) process(ctx context.Context, batch []ingest.Message) error {
+	events := make([]event.Event, 0, len(batch))
+	recs := make([]storage.Record, 0, len(batch))
+	origins := make([]storage.Origin, 0, len(batch))
+	var dls []ingest.DeadLetter
+	var dec event.Decoder
+	for _, m := range batch {
+		var e event.Event
+		if err := dec.Decode(m.Source, m.Value, &e); err != nil {
+			dls = append(dls, ingest.DeadLetter{Msg: m, Reason: err.Error()})
+			continue
+		}
+		// Kafka gives each message its own buffer, but the decoder's
+		// scratch space is shared: own the strings before the next decode.
+		events = append(events, e.Clone())
+		origins = append(origins, storage.Origin{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset})
+	}
+	// Events are evaluated in arrival order, which within a partition is
+	// the producer's order: the same order `vigil replay` reads a file in,
+	// so both produce the same alerts. Disorder across partitions is
+	// absorbed by the detector's lateness bound.
+	var alerts []*detector.Alert
+	p.det.ProcessBatch(events, func(a *detector.Alert) { alerts = append(alerts, a) })
+	for i := range events {
+		recs = append(recs, storage.Record{Event: &events[i], Origin: origins[i]})
+	}
+
+	bad, err := p.storeEvents(ctx, recs, batchToken(batch))
+	if err != nil {
+		return err
+	}
+	dls = append(dls, bad...)
+	if len(dls) > 0 {
+		if err := p.storeDeadLetters(ctx, dls); err != nil {
+			return err
+		}
+	}
+	if err := p.retry(ctx, "alerts", func() error { return p.store.InsertAlerts(ctx, alerts) }); err != nil {
+		return err
+	}
+	p.src.MarkStored(batch...)
+	if err := p.src.Commit(ctx); err != nil {
+		p.cfg.Logger.Warn("commit failed; offsets are committed with the next batch", "err", err)
+	}
+	p.Stats.Batches.Add(1)
+	p.Stats.Stored.Add(uint64(len(recs) - len(bad)))
+	p.Stats.Invalid.Add(uint64(len(dls)))
+	p.Stats.Alerts.Add(uint64(len(alerts)))
+	if p.cfg.OnAlert != nil {
+		for _, a := range alerts {
+			p.cfg.OnAlert(a)
+		}
+	}
+	return nil
+}
+
+// storeEvents inserts records, retrying transient failures forever (with
+// backoff, until ctx ends). A bad-data failure is narrowed down by halving
+// the batch until the offending records are found; those come back as
+// dead letters, never as a retry loop.
+func (p *Pipeline) storeEvents(ctx context.Context, recs []storage.Record, token string) ([]ingest.DeadLetter, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = p.store.InsertEvents(ctx, recs, token)
+		if err == nil || !storage.IsRetryable(err) {
+			break
+		}
+		p.Stats.InsertRetries.Add(1)
+		if werr := p.wait(ctx, attempt, "events", err); werr != nil {
+			return nil, werr
+		}
+	}
+	if err == nil {
+		return nil, nil
+	}
+	if len(recs) == 1 {
+		r := recs[0]
+		return []ingest.DeadLetter{{Msg: ingest.Message{Source: r.Event.Source, Topic: r.Origin.Topic,
+			Partition: int(r.Origin.Partition), Offset: r.Origin.Offset}, Reason: "rejected by ClickHouse: " + err.Error()}}, nil
+	}
+	half := len(recs) / 2
+	a, err := p.storeEvents(ctx, recs[:half], token+"-l")
+	if err != nil {
+		return nil, err
+	}
+	b, err := p.storeEvents(ctx, recs[half:], token+"-r")
+	return append(a, b...), err
+}
+
+func (p *Pipeline) storeDeadLetters(ctx context.Context, dls []ingest.DeadLetter) error {
+	now := time.Now()
+	rows := make([]storage.DeadLetter, len(dls))
+	for i, d := range dls {
+		rows[i] = storage.DeadLetter{Source: d.Msg.Source, Reason: d.Reason, Raw: d.Msg.Value, ReceivedAt: now,
+			Origin: storage.Origin{Topic: d.Msg.Topic, Partition: int32(d.Msg.Partition), Offset: d.Msg.Offset}}
+	}
+	if err := p.retry(ctx, "dead letters", func() error { return p.store.InsertDeadLetters(ctx, rows) }); err != nil {
+		return err
+	}
+	if p.dlq != nil {
+		return p.retry(ctx, "dead-letter topic", func() error { return p.dlq.Write(ctx, dls) })
+	}
+	return nil
+}
+
+// retry runs f until it succeeds, fails for good, or ctx ends.
+func (p *Pipeline) retry(ctx context.Context, what string, f func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if !storage.IsRetryable(err) {
+			return fmt.Errorf("storing %s: %w", what, err)
+		}
+		p.Stats.InsertRetries.Add(1)
+		if werr := p.wait(ctx, attempt, what, err); werr != nil {
+			return werr
+		}
+	}
+}
+
+func (p *Pipeline) wait(ctx context.Context, attempt int, what string, err error) error {
+	d := p.cfg.RetryMin << min(attempt, 16)
+	if d > p.cfg.RetryMax || d <= 0 {
+		d = p.cfg.RetryMax
+	}
+	if attempt == 0 || attempt%10 == 0 {
+		p.cfg.Logger.Warn("storing failed; retrying (consumption pauses while the queue is full)", "what", what, "attempt", attempt+1, "backoff", d, "err", err)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// batchToken identifies a batch by its first and last record per
+// partition, so a retry of the same batch is deduplicated by ClickHouse.
+func batchToken(batch []ingest.Message) string {
+	if len(batch) == 0 {
+		return ""
+	}
+	first, last := batch[0], batch[len(batch)-1]
+	return storage.Token(first.Topic, strconv.Itoa(first.Partition), strconv.FormatInt(first.Offset, 10),
+		last.Topic, strconv.Itoa(last.Partition), strconv.FormatInt(last.Offset, 10), strconv.Itoa(len(batch)))
+}
