@@ -19,7 +19,7 @@ test: build
 
 rules-check: build
 	$(BIN) rules lint configs/rules
-	$(BIN) rules test configs/rules/tests
+	$(BIN) rules test configs/rules/tests configs/examples/example.test.yaml
 
 # Hot-path benchmarks with allocation counts; figures go to docs/performance.md.
 bench:

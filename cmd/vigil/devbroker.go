@@ -17,9 +17,9 @@ import (
 	"github.com/vigil-sec/vigil/devbroker"
 )
 
-const devUsage = "usage: vigil dev broker [--addr 127.0.0.1:9092] [--data DIR] [--topic NAME=PARTITIONS ...]\n"
+const devUsage = "usage: vigil dev broker [--addr 127.0.0.1:9092] [--data DIR] [--topic NAME=PARTITIONS ...]\n       vigil dev produce [--brokers ADDR] [--requests FILE] [--audit FILE] [--rate N]\n"
 
-// cmdDev runs development helpers; today only "dev broker".
+// cmdDev runs development helpers: a broker and a producer.
 func cmdDev(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, devUsage)
@@ -30,8 +30,10 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return runDevBroker(ctx, stop, args[1:], stdout, stderr)
+	case "produce":
+		return runDevProduce(args[1:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "vigil dev: unknown command %q (use broker)\n", args[0])
+	fmt.Fprintf(stderr, "vigil dev: unknown command %q (use broker or produce)\n", args[0])
 	return 2
 }
 

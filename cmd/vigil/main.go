@@ -14,9 +14,14 @@ var version = "dev"
 const usage = `vigil — streaming detection and response for API request and audit logs
 
 Usage:
+  vigil run --config FILE [--print-alerts]
   vigil replay --rules PATH [--rules PATH ...] [--requests FILE ...] [--audit FILE ...]
   vigil rules lint PATH...
   vigil rules test PATH...
+  vigil generate --out DIR [--start RFC3339] [--duration 24h] [--rate 50] [--seed 1] [--attacks all|none|NAME,...] [--gzip]
+  vigil config check FILE
+  vigil dev broker [--addr HOST:PORT] [--data DIR] [--topic NAME=PARTITIONS ...]
+  vigil dev produce [--brokers ADDR] [--requests FILE] [--audit FILE] [--rate N]
   vigil version
 
 Run 'vigil COMMAND -h' for a command's flags. Documentation: docs/ in the repository.
@@ -34,6 +39,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stdout, stderr)
 	case "replay":
 		return cmdReplay(args[1:], stdout, stderr)
 	case "rules":
@@ -49,6 +56,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "vigil rules: unknown command %q (use lint or test)\n", args[1])
 		return 2
+	case "config":
+		return cmdConfig(args[1:], stdout, stderr)
+	case "dev":
+		return cmdDev(args[1:], stdout, stderr)
+	case "generate":
+		return cmdGenerate(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "vigil %s\n", version)
 		return 0

@@ -29,7 +29,7 @@ func TestRulesTestCommand(t *testing.T) {
 	}{
 		{
 			name:     "the shipped example tests pass",
-			args:     []string{"../../configs/rules/tests"},
+			args:     []string{"../../configs/examples/example.test.yaml"},
 			code:     0,
 			stdout:   []string{"PASS a burst of 51 failures from one address fires once\n"},
 			lastLine: "6 passed, 0 failed",
