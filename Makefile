@@ -7,7 +7,7 @@ BUILD_FLAGS = -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME  ?= 30s
 
-.PHONY: build test bench fuzz lint demo rules-check clean clickhouse-install clickhouse-start clickhouse-stop clickhouse-status
+.PHONY: build test bench fuzz lint demo demo-replay rules-check clean clickhouse-install clickhouse-start clickhouse-stop clickhouse-status
 
 build:
 	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/vigil
@@ -36,7 +36,12 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1)
 
+# The whole daemon: ClickHouse, the dev broker, vigil run, generated traffic with attacks.
 demo: build
+	@bash scripts/demo-daemon.sh
+
+# The same traffic through `vigil replay` only (no servers).
+demo-replay: build
 	@bash scripts/demo.sh
 
 # A real ClickHouse server on loopback (chDB's engine from npm); see scripts/clickhouse.sh.
