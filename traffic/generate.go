@@ -1,7 +1,6 @@
 package traffic
 
 import (
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,9 +30,9 @@ type Config struct {
 	Start time.Time
 	// Duration of the span; zero means DefaultDuration.
 	Duration time.Duration
-	// Rate is the mean number of requests per second over a weekday (the
-	// daily curve goes from about 0.4× at night to 1.8× at the peak);
-	// zero means DefaultRate.
+	// Rate is the mean number of requests per second over a weekday (an
+	// org's daily curve goes from about 0.4× in its night to 1.9× at its
+	// afternoon peak; weekends are half as busy); zero means DefaultRate.
 	Rate float64
 	// Seed selects the platform (orgs, keys, addresses) and the traffic.
 	Seed uint64
@@ -165,8 +164,7 @@ func WriteDir(cfg Config, dir string, compress bool) (*Manifest, error) {
 		if !compress {
 			return f, nopCloser{f}, nil
 		}
-		zw, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
-		return f, zw, nil
+		return f, newParallelGzip(f), nil
 	}
 	rf, rw, err := open(RequestsFile)
 	if err != nil {
