@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# make demo: generate 30 minutes of platform traffic with every attack mixed in, replay it
-# through the shipped rule pack (configs/rules) and show what fires. Needs only Go.
-#
-# The daemon is not wired yet, so the demo replays files; the detector is the same code.
+# make demo-replay: generate 30 minutes of platform traffic with every attack mixed in, replay it
+# through the shipped rule pack (configs/rules) and show what fires. Needs only Go; no Kafka or
+# ClickHouse (`make demo`, scripts/demo-daemon.sh, runs the daemon on the same traffic). The
+# detector is the daemon's, so the alerts are the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
