@@ -49,6 +49,10 @@ type Config struct {
 	// RetryMin and RetryMax bound the backoff between retries of a failed
 	// insert. Defaults 100ms and 10s.
 	RetryMin, RetryMax time.Duration
+	// MaxFuture is how far past the wall clock an event's time may be; a
+	// later record is dead-lettered, because one event dated years ahead
+	// would make every real event of its group look late. Default 1h.
+	MaxFuture time.Duration
 	// DrainTimeout bounds the drain after Run's context ends (ClickHouse
 	// may be down); what is not stored by then is redelivered after the
 	// restart. Default 30s.
@@ -89,6 +93,9 @@ func New(cfg Config, src Source, store Store, dlq DeadLetterSink, det *detector.
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 10 * time.Second
+	}
+	if cfg.MaxFuture <= 0 {
+		cfg.MaxFuture = time.Hour
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 30 * time.Second
@@ -200,10 +207,15 @@ func (p *Pipeline) process(ctx context.Context, batch []ingest.Message) error {
 	origins := make([]storage.Origin, 0, len(batch))
 	var dls []ingest.DeadLetter
 	var dec event.Decoder
+	horizon := time.Now().Add(p.cfg.MaxFuture).UnixNano()
 	for _, m := range batch {
 		var e event.Event
 		if err := dec.Decode(m.Source, m.Value, &e); err != nil {
 			dls = append(dls, ingest.DeadLetter{Msg: m, Reason: err.Error()})
+			continue
+		}
+		if e.TS > horizon {
+			dls = append(dls, ingest.DeadLetter{Msg: m, Reason: futureReason(e.TS, p.cfg.MaxFuture)})
 			continue
 		}
 		// Kafka gives each message its own buffer, but the decoder's
@@ -344,4 +356,8 @@ func batchToken(batch []ingest.Message) string {
 	first, last := batch[0], batch[len(batch)-1]
 	return storage.Token(first.Topic, strconv.Itoa(first.Partition), strconv.FormatInt(first.Offset, 10),
 		last.Topic, strconv.Itoa(last.Partition), strconv.FormatInt(last.Offset, 10), strconv.Itoa(len(batch)))
+}
+
+func futureReason(ts int64, max time.Duration) string {
+	return fmt.Sprintf(`field "ts": %s is more than %s ahead of the clock`, time.Unix(0, ts).UTC().Format(time.RFC3339Nano), max)
 }

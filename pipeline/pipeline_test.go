@@ -94,9 +94,12 @@ func TestPipelineStoresEverythingAndAlertsLikeReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	broker := brokertest.Start(t, map[string]int32{"requests": 1, "audit": 1, "dlq": 1})
+	// One valid record dated far ahead of the clock: dead-lettered, not evaluated.
+	replayReqs := append([]byte(nil), reqs.Bytes()...)
+	reqs.WriteString(`{"ts":"2200-01-01T00:00:00Z","request_id":"req_future","org_id":"o","ip":"192.0.2.1","method":"GET","route":"/x","operation":"data","status":401}` + "\n")
 	nReq := produce(t, broker.Addr(), "requests", reqs.Bytes())
 	nAud := produce(t, broker.Addr(), "audit", auds.Bytes())
-	invalid := int(man.InvalidRequests + man.InvalidAudit)
+	invalid := int(man.InvalidRequests+man.InvalidAudit) + 1 // + the future record
 
 	set, err := rules.LoadFiles("../configs/rules")
 	if err != nil {
@@ -166,7 +169,7 @@ func TestPipelineStoresEverythingAndAlertsLikeReplay(t *testing.T) {
 		}
 		return n
 	}
-	wantReq := uint64(nReq) - man.InvalidRequests - expired(reqs.Bytes(), event.Requests, 90*24*time.Hour)
+	wantReq := uint64(nReq) - man.InvalidRequests - 1 - expired(reqs.Bytes(), event.Requests, 90*24*time.Hour)
 	wantAud := uint64(nAud) - man.InvalidAudit - expired(auds.Bytes(), event.Audit, 365*24*time.Hour)
 	if n := queryInts(t, addr, db, "SELECT uniqExact(request_id) FROM "+db+".request_events"); n != wantReq {
 		t.Errorf("%d distinct requests stored, want %d", n, wantReq)
@@ -180,7 +183,7 @@ func TestPipelineStoresEverythingAndAlertsLikeReplay(t *testing.T) {
 
 	// The same records through replay give the same alerts.
 	dir := t.TempDir()
-	writeFile(t, dir+"/r.jsonl", reqs.Bytes())
+	writeFile(t, dir+"/r.jsonl", replayReqs)
 	writeFile(t, dir+"/a.jsonl", auds.Bytes())
 	rdet := detector.New(set.Rules, detector.Config{})
 	var want []string
