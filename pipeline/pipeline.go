@@ -223,10 +223,12 @@ func (p *Pipeline) process(ctx context.Context, batch []ingest.Message) error {
 		events = append(events, e.Clone())
 		origins = append(origins, storage.Origin{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset})
 	}
-	// Events are evaluated in arrival order, which within a partition is
-	// the producer's order: the same order `vigil replay` reads a file in,
-	// so both produce the same alerts. Disorder across partitions is
-	// absorbed by the detector's lateness bound.
+	// Partitions arrive interleaved in chunks. Evaluate the batch as a
+	// merge of its partitions by event time — each partition keeping its
+	// own order, the producer's, exactly as `vigil replay` merges its files
+	// — so that alerts do not depend on fetch timing. Disorder that spans
+	// batches is absorbed by the detector's lateness bound.
+	events, origins = mergeByTime(events, origins)
 	var alerts []*detector.Alert
 	p.det.ProcessBatch(events, func(a *detector.Alert) { alerts = append(alerts, a) })
 	for i := range events {
@@ -360,4 +362,47 @@ func batchToken(batch []ingest.Message) string {
 
 func futureReason(ts int64, max time.Duration) string {
 	return fmt.Sprintf(`field "ts": %s is more than %s ahead of the clock`, time.Unix(0, ts).UTC().Format(time.RFC3339Nano), max)
+}
+
+// mergeByTime reorders a batch as a k-way merge of its partitions' runs by
+// event time. Ties go to the partition seen first in the batch, so the
+// order is fully determined by the batch's contents.
+func mergeByTime(events []event.Event, origins []storage.Origin) ([]event.Event, []storage.Origin) {
+	type run struct {
+		topic     string
+		partition int32
+		idx       []int
+	}
+	var runs []*run
+	byKey := map[storage.Origin]*run{}
+	for i, o := range origins {
+		k := storage.Origin{Topic: o.Topic, Partition: o.Partition}
+		r := byKey[k]
+		if r == nil {
+			r = &run{topic: o.Topic, partition: o.Partition}
+			byKey[k] = r
+			runs = append(runs, r)
+		}
+		r.idx = append(r.idx, i)
+	}
+	if len(runs) < 2 {
+		return events, origins
+	}
+	outE := make([]event.Event, 0, len(events))
+	outO := make([]storage.Origin, 0, len(origins))
+	for {
+		var best *run
+		for _, r := range runs {
+			if len(r.idx) > 0 && (best == nil || events[r.idx[0]].TS < events[best.idx[0]].TS) {
+				best = r
+			}
+		}
+		if best == nil {
+			return outE, outO
+		}
+		i := best.idx[0]
+		best.idx = best.idx[1:]
+		outE = append(outE, events[i])
+		outO = append(outO, origins[i])
+	}
 }
