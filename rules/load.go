@@ -667,7 +667,7 @@ func ParseCondition(s string) (Condition, error) {
 		return c, fmt.Errorf("%q: %q is not a number", s, num)
 	}
 	c.Value = v
-	c.Text = opText + " " + num
+	c.Text = t // alerts echo the threshold as the rule wrote it
 	return c, nil
 }
 

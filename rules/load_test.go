@@ -206,10 +206,10 @@ func TestParseCondition(t *testing.T) {
 		ok   bool
 	}{
 		{"> 50", "> 50", 51, true},
-		{">=5", ">= 5", 5, true},
+		{">=5", ">=5", 5, true},
 		{"<= 0.5", "<= 0.5", 0.5, true},
 		{"== 3", "== 3", 3, true},
-		{"< 1e3", "< 1e3", 999, true},
+		{" < 1e3 ", "< 1e3", 999, true},
 		{"50", "", 0, false},
 		{"> fifty", "", 0, false},
 		{"=> 5", "", 0, false},

@@ -110,7 +110,7 @@ const (
 type Condition struct {
 	Op    CmpOp
 	Value float64
-	Text  string // normalised: operator, one space, number as written
+	Text  string // as the rule wrote it (trimmed); alerts echo it
 }
 
 // Holds reports whether v satisfies the condition.
