@@ -12,8 +12,8 @@ FUZZTIME  ?= 30s
 build:
 	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/vigil
 
-# All tests with the race detector, then the shipped rule pack's lint and unit tests.
-test: build
+# Static checks, all tests with the race detector, then the shipped rule pack's lint and unit tests.
+test: build lint
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory rules-check
 

@@ -62,14 +62,6 @@ func (w *window) reset() {
 
 func (w *window) live() []bucket { return w.buckets[w.head:] }
 
-// newest returns the index of the newest bucket, or false when empty.
-func (w *window) newest() (int64, bool) {
-	if w.head == len(w.buckets) {
-		return 0, false
-	}
-	return w.buckets[len(w.buckets)-1].idx, true
-}
-
 // add puts a matching event into bucket idx. Buckets may arrive out of
 // order; a new bucket goes to its sorted place.
 func (w *window) add(idx int64, v float64) {

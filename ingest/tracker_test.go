@@ -7,10 +7,9 @@ import (
 
 // step is one operation on a partitionTracker in a table case.
 type step struct {
-	kind  byte // 'f' fetch, 'm' mark stored, 'c' check toCommit (and commit), 'n' check in-flight
-	offs  []int64
-	want  int64 // 'c': offset to commit, -1 = nothing; 'n': in-flight count; 'f': records forgotten by a reset, -1 = no reset
-	label string
+	kind byte // 'f' fetch, 'm' mark stored, 'c' check toCommit (and commit), 'n' check in-flight
+	offs []int64
+	want int64 // 'c': offset to commit, -1 = nothing; 'n': in-flight count; 'f': records forgotten by a reset, -1 = no reset
 }
 
 func fetch(offs ...int64) step { return step{kind: 'f', offs: offs, want: -1} }

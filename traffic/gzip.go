@@ -53,7 +53,9 @@ func (z *parallelGzip) compress() {
 		zw.Reset(&buf)
 		zw.Write(j.in)
 		zw.Close()
-		z.free.Put(j.in[:0])
+		in := j.in[:0]
+		z.free.Put(&in) // a pointer, so Put does not allocate
+
 		j.out <- append([]byte(nil), buf.Bytes()...)
 	}
 }
@@ -89,8 +91,8 @@ func (z *parallelGzip) flush() {
 	out := make(chan []byte, 1)
 	z.pending <- out
 	z.work <- gzipJob{in: z.block, out: out}
-	if b, ok := z.free.Get().([]byte); ok {
-		z.block = b
+	if b, ok := z.free.Get().(*[]byte); ok {
+		z.block = *b
 	} else {
 		z.block = make([]byte, 0, gzipBlock)
 	}
