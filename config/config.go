@@ -32,6 +32,12 @@ type Kafka struct {
 	DeadLetterTopic string   `yaml:"dead_letter_topic" doc:"invalid records go here with their reason in headers; empty disables the topic (ClickHouse still keeps them)"`
 	TLS             TLS      `yaml:"tls"`
 	SASL            SASL     `yaml:"sasl"`
+	// Group membership timings. A restarted replica gets its partitions
+	// once the dead member's session expires, so the session timeout is
+	// also the longest pause after a crash.
+	SessionTimeout    Duration `yaml:"session_timeout" doc:"consumer group session timeout (Kafka's broker minimum is usually 6s)"`
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+	RebalanceTimeout  Duration `yaml:"rebalance_timeout"`
 }
 
 // Topics names the two input topics.
@@ -85,6 +91,9 @@ type Detector struct {
 	MaxGroups int      `yaml:"max_groups" doc:"groups tracked per rule; past it the stalest is evicted and counted"`
 	Lateness  Duration `yaml:"lateness" doc:"how far behind its group's newest event an event still counts"`
 	Shards    int      `yaml:"shards" doc:"goroutines evaluating rules; 0 = one per CPU"`
+	// RebuildLookback caps how much stored history a restart replays to
+	// rebuild detection state.
+	RebuildLookback Duration `yaml:"rebuild_lookback" doc:"at most this much stored, committed history is replayed at start to rebuild windows, baselines and cooldowns; 0 disables"`
 }
 
 // Log configures the daemon's own logs.
@@ -97,11 +106,14 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Kafka: Kafka{
-			Brokers:         []string{"127.0.0.1:9092"},
-			GroupID:         "vigil",
-			ClientID:        "vigil",
-			Topics:          Topics{Requests: "requests", Audit: "audit"},
-			DeadLetterTopic: "vigil.deadletter",
+			Brokers:           []string{"127.0.0.1:9092"},
+			GroupID:           "vigil",
+			ClientID:          "vigil",
+			Topics:            Topics{Requests: "requests", Audit: "audit"},
+			DeadLetterTopic:   "vigil.deadletter",
+			SessionTimeout:    Duration(10 * time.Second),
+			HeartbeatInterval: Duration(time.Second),
+			RebalanceTimeout:  Duration(30 * time.Second),
 		},
 		ClickHouse: ClickHouse{
 			Addr:          []string{"127.0.0.1:9000"},
@@ -112,7 +124,7 @@ func Default() Config {
 			MaxBuffered:   500000,
 			Retention:     Retention{Requests: Duration(90 * 24 * time.Hour), Audit: Duration(365 * 24 * time.Hour)},
 		},
-		Detector: Detector{MaxGroups: 100000, Lateness: Duration(10 * time.Minute)},
+		Detector: Detector{MaxGroups: 100000, Lateness: Duration(10 * time.Minute), RebuildLookback: Duration(24 * time.Hour)},
 		Log:      Log{Level: "info", Format: "json"},
 	}
 }
@@ -137,6 +149,9 @@ func (c *Config) validate() []string {
 		if !strings.Contains(b, ":") {
 			bad("kafka.brokers", "%q has no port; write host:port, e.g. %s:9092", b, b)
 		}
+	}
+	if c.Kafka.HeartbeatInterval <= 0 || c.Kafka.SessionTimeout < 3*c.Kafka.HeartbeatInterval || c.Kafka.RebalanceTimeout <= 0 {
+		bad("kafka.session_timeout", "session_timeout must be at least 3 × heartbeat_interval, and all three timings positive (defaults 10s, 1s, 30s)")
 	}
 	if c.Kafka.GroupID == "" {
 		bad("kafka.group_id", "must not be empty")
@@ -179,8 +194,8 @@ func (c *Config) validate() []string {
 	if c.Detector.MaxGroups < 1 {
 		bad("detector.max_groups", "must be at least 1 (default 100000)")
 	}
-	if c.Detector.Lateness < 0 || c.Detector.Shards < 0 {
-		bad("detector", "lateness and shards must not be negative")
+	if c.Detector.Lateness < 0 || c.Detector.Shards < 0 || c.Detector.RebuildLookback < 0 {
+		bad("detector", "lateness, shards and rebuild_lookback must not be negative")
 	}
 	for ns, class := range c.Namespaces {
 		switch class {

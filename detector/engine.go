@@ -318,3 +318,41 @@ func (s *samples) ids(from int64) []string {
 	}
 	return out
 }
+
+// Lookback is how much event time a restarted detector must see again to
+// rebuild the state of these rules: the longest window (plus baseline,
+// for anomalies), sequence limit, remembered or idle period, plus the
+// lateness bound — capped at max, since new_value and dormant rules can
+// look back months.
+func Lookback(rs []*rules.Rule, lateness, max time.Duration) time.Duration {
+	var d time.Duration
+	for _, r := range rs {
+		var need time.Duration
+		switch r.Kind {
+		case rules.Threshold:
+			need = r.Window
+		case rules.Anomaly:
+			need = r.Anomaly.Baseline + 2*r.Window
+		case rules.Sequence:
+			need = r.Sequence.Within
+		case rules.NewValue:
+			need = r.NewValue.Remember
+		case rules.Dormant:
+			need = r.Dormant.Idle
+		}
+		need = maxDur(need, r.Cooldown) // a cooldown in force must be known too
+		d = maxDur(d, need)
+	}
+	d += lateness
+	if d > max {
+		d = max
+	}
+	return d
+}
+
+func maxDur(a, b time.Duration) time.Duration {
+	if a > b {
+		return a
+	}
+	return b
+}

@@ -483,3 +483,26 @@ func (c *Consumer) Close() error {
 	})
 	return c.closeErr
 }
+
+// GroupCommitted returns the group's committed offsets as the broker has
+// them (topic → partition → next offset to read); partitions the group never
+// committed are absent. The daemon rebuilds detection state from the
+// records below these offsets before it consumes.
+func (c *Consumer) GroupCommitted(ctx context.Context) (map[string]map[int]int64, error) {
+	parts, err := c.partitionsOf(ctx, slices.Sorted(maps.Keys(c.cfg.Topics)))
+	if err != nil {
+		return nil, err
+	}
+	committed, err := c.groupOffsets(ctx, parts)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: committed offsets: %w", err)
+	}
+	out := map[string]map[int]int64{}
+	for k, off := range committed {
+		if out[k.topic] == nil {
+			out[k.topic] = map[int]int64{}
+		}
+		out[k.topic][k.partition] = off
+	}
+	return out, nil
+}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/vigil-sec/vigil/event"
+	"github.com/vigil-sec/vigil/ingest"
 	"github.com/vigil-sec/vigil/storage"
 )
 
@@ -28,5 +29,15 @@ func TestMergeByTimeKeepsEachPartitionsOrder(t *testing.T) {
 	want := "[p0:10 p1:15 p1:12 p0:20 p0:30 p0:35 p1:40]"
 	if fmt.Sprint(got) != want {
 		t.Errorf("got %v, want %s", got, want)
+	}
+}
+
+func TestDeadLettersFromStorageGetTheirOriginalBytes(t *testing.T) {
+	batch := []ingest.Message{{Topic: "requests", Partition: 1, Offset: 7, Key: []byte("k"), Value: []byte(`{"x":1}`)},
+		{Topic: "requests", Partition: 2, Offset: 7, Value: []byte("other")}}
+	dls := []ingest.DeadLetter{{Msg: ingest.Message{Topic: "requests", Partition: 1, Offset: 7}, Reason: "rejected"}}
+	withOriginalBytes(dls, batch)
+	if string(dls[0].Msg.Value) != `{"x":1}` || string(dls[0].Msg.Key) != "k" {
+		t.Errorf("dead letter %+v", dls[0].Msg)
 	}
 }

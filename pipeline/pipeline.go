@@ -239,6 +239,7 @@ func (p *Pipeline) process(ctx context.Context, batch []ingest.Message) error {
 	if err != nil {
 		return err
 	}
+	withOriginalBytes(bad, batch)
 	dls = append(dls, bad...)
 	if len(dls) > 0 {
 		if err := p.storeDeadLetters(ctx, dls); err != nil {
@@ -404,5 +405,19 @@ func mergeByTime(events []event.Event, origins []storage.Origin) ([]event.Event,
 		best.idx = best.idx[1:]
 		outE = append(outE, events[i])
 		outO = append(outO, origins[i])
+	}
+}
+
+// withOriginalBytes gives dead letters found by storeEvents (which knows
+// only origins) the key and value of their Kafka message.
+func withOriginalBytes(dls []ingest.DeadLetter, batch []ingest.Message) {
+	for i := range dls {
+		d := &dls[i].Msg
+		for _, m := range batch {
+			if m.Topic == d.Topic && m.Partition == d.Partition && m.Offset == d.Offset {
+				d.Key, d.Value, d.Time = m.Key, m.Value, m.Time
+				break
+			}
+		}
 	}
 }

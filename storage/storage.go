@@ -12,11 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -331,10 +329,8 @@ func classify(table string, err error) error {
 	if errors.As(err, &ex) {
 		return &Error{Table: table, Retryable: retryableCodes[ex.Code], Err: err}
 	}
-	var ne net.Error
-	retry := errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, context.DeadlineExceeded) ||
-		strings.Contains(err.Error(), "connection")
-	return &Error{Table: table, Retryable: retry, Err: err}
+	// Anything that is not a server exception about the data — dial and
+	// pool timeouts, resets, closed connections, cancelled contexts — is
+	// about reaching the server, so it is worth retrying.
+	return &Error{Table: table, Retryable: true, Err: err}
 }

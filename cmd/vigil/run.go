@@ -91,6 +91,8 @@ func runDaemon(cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.W
 		Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.GroupID, ClientID: cfg.Kafka.ClientID, Topics: topics,
 		DeadLetterTopic: cfg.Kafka.DeadLetterTopic, TLS: kTLS, SASLMechanism: cfg.Kafka.SASL.Mechanism,
 		SASLUser: cfg.Kafka.SASL.Username, SASLPassword: cfg.Kafka.SASL.Password.Reveal(), Logger: log,
+		SessionTimeout: cfg.Kafka.SessionTimeout.D(), HeartbeatInterval: cfg.Kafka.HeartbeatInterval.D(),
+		RebalanceTimeout: cfg.Kafka.RebalanceTimeout.D(),
 	}
 	consumer, err := ingest.NewConsumer(icfg)
 	if err != nil {
@@ -110,6 +112,20 @@ func runDaemon(cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.W
 	det := detector.New(set.Rules, detector.Config{MaxGroups: cfg.Detector.MaxGroups, Lateness: cfg.Detector.Lateness.D(),
 		Namespaces: cfg.Namespaces, Shards: cfg.Detector.ShardCount()})
 	defer det.Close()
+	// Continue where the last run stopped: replay the committed history of
+	// the rules' lookback so windows, baselines and cooldowns are whole.
+	if lb := detector.Lookback(set.Rules, cfg.Detector.Lateness.D(), cfg.Detector.RebuildLookback.D()); lb > 0 {
+		committed, err := consumer.GroupCommitted(ctx)
+		if err != nil {
+			return err
+		}
+		began := time.Now()
+		n, err := pipeline.Rebuild(ctx, store, committed, lb, det)
+		if err != nil {
+			return fmt.Errorf("rebuilding detection state: %w", err)
+		}
+		log.Info("detection state rebuilt from ClickHouse", "events", n, "lookback", lb.String(), "took", time.Since(began).Round(time.Millisecond).String())
+	}
 	var line []byte
 	pl := pipeline.New(pipeline.Config{
 		BatchSize: cfg.ClickHouse.BatchSize, BatchInterval: cfg.ClickHouse.BatchInterval.D(),

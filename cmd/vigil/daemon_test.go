@@ -1,0 +1,457 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/vigil-sec/vigil/detector"
+	"github.com/vigil-sec/vigil/devbroker/brokertest"
+	"github.com/vigil-sec/vigil/event"
+	"github.com/vigil-sec/vigil/internal/chtest"
+	"github.com/vigil-sec/vigil/replay"
+	"github.com/vigil-sec/vigil/rules"
+	"github.com/vigil-sec/vigil/traffic"
+)
+
+// daemonArgsEnv makes the test binary run `vigil` with these arguments
+// (JSON array) instead of the tests: the process-level tests start the
+// daemon as a child process this way, with no separate build (and, under
+// -race, with the race detector on in the daemon too).
+const daemonArgsEnv = "VIGIL_TEST_RUN_MAIN_ARGS"
+
+func TestMain(m *testing.M) {
+	if js := os.Getenv(daemonArgsEnv); js != "" {
+		var args []string
+		if err := json.Unmarshal([]byte(js), &args); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		os.Exit(cmdRun(args, os.Stdout, os.Stderr))
+	}
+	chtest.Main(m)
+}
+
+type daemonProc struct {
+	cmd *exec.Cmd
+	log string
+}
+
+func startDaemon(t *testing.T, cfgPath, logPath string) *daemonProc {
+	t.Helper()
+	args, _ := json.Marshal([]string{"--config", cfgPath})
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), daemonArgsEnv+"="+string(args))
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemonProc{cmd: cmd, log: logPath}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return d
+}
+
+func (d *daemonProc) tail(n int) string {
+	b, _ := os.ReadFile(d.log)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func countQuery(t *testing.T, addr, db, q string) uint64 {
+	t.Helper()
+	conn := chtest.Open(t, addr, db)
+	rows, err := conn.Query(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var n uint64
+	for rows.Next() {
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+func produceLines(t *testing.T, addr, topic string, data []byte) uint64 {
+	t.Helper()
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, RequiredAcks: kafka.RequireAll,
+		BatchSize: 5000, BatchTimeout: 5 * time.Millisecond, Transport: tr}
+	defer w.Close()
+	var msgs []kafka.Message
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 1<<20), 2<<20)
+	for sc.Scan() {
+		msgs = append(msgs, kafka.Message{Value: append([]byte(nil), sc.Bytes()...)})
+	}
+	for i := 0; i < len(msgs); i += 5000 {
+		if err := w.WriteMessages(context.Background(), msgs[i:min(i+5000, len(msgs))]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return uint64(len(msgs))
+}
+
+// groupLag returns end offset minus the group's committed offset per
+// partition of topics (the whole partition when nothing is committed),
+// asked from outside the group (OffsetFetch and ListOffsets).
+func groupLag(ctx context.Context, addr, group string, topics map[string]int) (map[string]int64, error) {
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 5 * time.Second, Transport: tr}
+	parts := map[string][]int{}
+	reqs := map[string][]kafka.OffsetRequest{}
+	for topic, n := range topics {
+		for p := range n {
+			parts[topic] = append(parts[topic], p)
+			reqs[topic] = append(reqs[topic], kafka.LastOffsetOf(p))
+		}
+	}
+	of, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: parts})
+	if err != nil {
+		return nil, err
+	}
+	if of.Error != nil {
+		return nil, of.Error
+	}
+	lo, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: reqs})
+	if err != nil {
+		return nil, err
+	}
+	committed := map[string]int64{}
+	for topic, ps := range of.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				return nil, p.Error
+			}
+			committed[fmt.Sprintf("%s/%d", topic, p.Partition)] = p.CommittedOffset
+		}
+	}
+	out := map[string]int64{}
+	for topic, ps := range lo.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				return nil, p.Error
+			}
+			k := fmt.Sprintf("%s/%d", topic, p.Partition)
+			out[k] = p.LastOffset - max(committed[k], 0)
+		}
+	}
+	return out, nil
+}
+
+// evictDeadMembers removes the members of group from the broker, as their
+// session timeout would. The daemon uses Kafka's production session timeout
+// (30s, not configurable), so without this a restarted daemon waits 30s
+// for the killed member's session to expire before it gets partitions.
+func evictDeadMembers(ctx context.Context, addr, group string) ([]string, error) {
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 5 * time.Second, Transport: tr}
+	dg, err := c.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	var members []kafka.LeaveGroupRequestMember
+	for _, g := range dg.Groups {
+		if g.Error != nil {
+			return nil, g.Error
+		}
+		for _, m := range g.Members {
+			ids = append(ids, m.MemberID)
+			members = append(members, kafka.LeaveGroupRequestMember{ID: m.MemberID})
+		}
+	}
+	if len(members) == 0 {
+		return nil, nil
+	}
+	res, err := c.LeaveGroup(ctx, &kafka.LeaveGroupRequest{GroupID: group, Members: members})
+	if err != nil {
+		return ids, err
+	}
+	if res.Error != nil {
+		return ids, res.Error
+	}
+	for _, m := range res.Members {
+		if m.Error != nil {
+			return ids, m.Error
+		}
+	}
+	return ids, nil
+}
+
+// `vigil run` killed with SIGKILL mid-stream and started again: it resumes
+// from the committed offsets by itself, every valid record ends up stored
+// exactly once, every invalid one dead-lettered, the group's offsets reach
+// the end, and SIGTERM then stops it with status 0.
+func TestDaemonSurvivesKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs ClickHouse and the dev broker")
+	}
+	start := time.Now()
+	var reqs, auds bytes.Buffer
+	man, err := traffic.Generate(traffic.Config{Duration: 22 * time.Minute, Rate: 30, Seed: 31,
+		Attacks: traffic.AttackNames(), InvalidPerMille: 5}, &reqs, &auds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One partition per topic: without faults the daemon's alerts then equal
+	// replay's, so differences after the kill are the kill's.
+	topics := map[string]int{"requests": 1, "audit": 1}
+	broker := brokertest.Start(t, map[string]int32{"requests": 1, "audit": 1, "dlq": 1})
+	nReq := produceLines(t, broker.Addr(), "requests", reqs.Bytes())
+	nAud := produceLines(t, broker.Addr(), "audit", auds.Bytes())
+	invalid := man.InvalidRequests + man.InvalidAudit
+	addr, db := chtest.NewDatabase(t)
+	rulesDir, err := filepath.Abs("../../configs/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "vigil.yaml")
+	cfg := fmt.Sprintf(`kafka:
+  brokers: [%q]
+  group_id: vigil
+  topics: {requests: requests, audit: audit}
+  dead_letter_topic: dlq
+clickhouse:
+  addr: [%q]
+  database: %s
+  batch_size: 2000
+  batch_interval: 200ms
+  max_buffered_events: 6000
+rules:
+  paths: [%q]
+log:
+  level: info
+  format: text
+`, broker.Addr(), addr, db, rulesDir)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "daemon.log")
+	defer func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			lines := strings.Split(string(b), "\n")
+			t.Logf("daemon log (last 60 lines):\n%s", strings.Join(lines[max(0, len(lines)-60):], "\n"))
+		}
+	}()
+
+	d1 := startDaemon(t, cfgPath, logPath)
+	stored := func() uint64 {
+		return countQuery(t, addr, db, "SELECT (SELECT count() FROM "+db+".request_events) + (SELECT count() FROM "+db+".audit_events)")
+	}
+	// Wait until some batches are stored (the tables exist once the daemon migrated).
+	for {
+		if time.Since(start) > 40*time.Second {
+			t.Fatalf("daemon stored nothing:\n%s", d1.tail(20))
+		}
+		if d1.cmd.ProcessState != nil {
+			t.Fatalf("daemon exited early")
+		}
+		if n := countQuery(t, addr, db, "SELECT count() FROM system.tables WHERE database = '"+db+"' AND name = 'audit_events'"); n == 1 {
+			if n := stored(); n >= 8000 {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := d1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	d1.cmd.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	lagAtKill, err := groupLag(ctx, broker.Addr(), "vigil", topics)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	storedAtKill := stored()
+	t.Logf("killed after %v with %d records stored; group lag %v", time.Since(start).Round(time.Millisecond), storedAtKill, lagAtKill)
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	ids, err := evictDeadMembers(ctx, broker.Addr(), "vigil")
+	cancel()
+	if err != nil {
+		t.Logf("evicting the killed member %v failed (the restart waits for its session to expire): %v", ids, err)
+	}
+
+	restart := time.Now()
+	d2 := startDaemon(t, cfgPath, logPath)
+	total := nReq + nAud
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		lag, err := groupLag(ctx, broker.Addr(), "vigil", topics)
+		cancel()
+		if err == nil {
+			var sum int64
+			for _, l := range lag {
+				sum += l
+			}
+			if sum == 0 {
+				break
+			}
+		}
+		if time.Since(restart) > 40*time.Second {
+			t.Fatalf("no zero lag %v after the restart: %v (%v)\n%s", time.Since(restart), lag, err, d2.tail(20))
+		}
+		if d2.cmd.ProcessState != nil {
+			t.Fatalf("restarted daemon exited")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	caughtUp := time.Since(restart)
+	if err := d2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- d2.cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			t.Errorf("daemon after SIGTERM: %v, want exit status 0", err)
+		}
+	case <-time.After(20 * time.Second):
+		d2.cmd.Process.Kill()
+		t.Fatal("daemon did not stop within 20s of SIGTERM")
+	}
+
+	// End state.
+	expReq := expired(reqs.Bytes(), event.Requests, 90*24*time.Hour)
+	expAud := expired(auds.Bytes(), event.Audit, 365*24*time.Hour)
+	wantReq := nReq - man.InvalidRequests - expReq
+	wantAud := nAud - man.InvalidAudit - expAud
+	for _, c := range []struct {
+		q    string
+		want uint64
+	}{
+		{"SELECT uniqExact(request_id) FROM " + db + ".request_events", wantReq},
+		{"SELECT count() FROM " + db + ".request_events FINAL", wantReq},
+		{"SELECT uniqExact(event_id) FROM " + db + ".audit_events", wantAud},
+		{"SELECT count() FROM " + db + ".audit_events FINAL", wantAud},
+		{"SELECT count() FROM " + db + ".dead_letters FINAL", invalid},
+	} {
+		if n := countQuery(t, addr, db, c.q); n != c.want {
+			t.Errorf("%s = %d, want %d", c.q, n, c.want)
+		}
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	lag, err := groupLag(ctx, broker.Addr(), "vigil", topics)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, l := range lag {
+		if l != 0 {
+			t.Errorf("%s: committed offset is %d short of the end offset after SIGTERM", k, l)
+		}
+	}
+	rawRows := stored()
+	log, _ := os.ReadFile(logPath)
+	if n := strings.Count(string(log), "DATA RACE"); n > 0 {
+		t.Errorf("the daemon reported %d data races", n)
+	}
+
+	// Alerts: detector state is not rebuilt across restarts (a known gap),
+	// so they are reported, not asserted.
+	set, err := rules.LoadFiles(rulesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTemp := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	rdet := detector.New(set.Rules, detector.Config{})
+	defer rdet.Close()
+	want := map[string]bool{}
+	if _, err := replay.Run(replay.Options{Requests: []string{writeTemp("r.jsonl", reqs.Bytes())}, Audit: []string{writeTemp("a.jsonl", auds.Bytes())}}, rdet,
+		func(a *detector.Alert) { want[string(a.AppendJSON(nil))] = true }); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, s := range storedAlertJSON(t, addr, db) {
+		got[s] = true
+	}
+	var missing, extra int
+	for s := range want {
+		if !got[s] {
+			missing++
+		}
+	}
+	for s := range got {
+		if !want[s] {
+			extra++
+		}
+	}
+	t.Logf("%d records (%d invalid, %d TTL-expired), %d rows before merge (%d redelivered duplicates), %d stored at the kill, caught up %v after the restart, total %v",
+		total, invalid, expReq+expAud, rawRows, rawRows-wantReq-wantAud, storedAtKill, caughtUp.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	t.Logf("alerts vs replay after the kill (known gap, not asserted): replay %d, stored %d, %d of replay's missing, %d not in replay",
+		len(want), len(got), missing, extra)
+}
+
+func storedAlertJSON(t *testing.T, addr, db string) []string {
+	t.Helper()
+	conn := chtest.Open(t, addr, db)
+	rows, err := conn.Query(context.Background(), "SELECT alert_json FROM "+db+".alerts FINAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// expired counts valid records older than the retention; the table TTL
+// drops them at insert.
+func expired(data []byte, src event.Source, ttl time.Duration) uint64 {
+	var n uint64
+	var dec event.Decoder
+	var e event.Event
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 1<<20), 2<<20)
+	for sc.Scan() {
+		if dec.Decode(src, sc.Bytes(), &e) == nil && time.Unix(0, e.TS).Before(time.Now().Add(-ttl)) {
+			n++
+		}
+	}
+	return n
+}
