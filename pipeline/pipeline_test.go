@@ -25,7 +25,7 @@ import (
 func TestMain(m *testing.M) { chtest.Main(m) }
 
 // produce writes lines to a topic in order (one partition keeps the order).
-func produce(t *testing.T, addr, topic string, data []byte) int {
+func produce(t testing.TB, addr, topic string, data []byte) int {
 	t.Helper()
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()

@@ -6,11 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -80,21 +83,64 @@ func (d *daemonProc) tail(n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
+// countQuery runs a one-number query on one connection per test, retrying
+// for a while: the test server restarts itself (data kept) should it die.
 func countQuery(t *testing.T, addr, db, q string) uint64 {
 	t.Helper()
-	conn := chtest.Open(t, addr, db)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n, err := tryCount(addr, db, q)
+		if err == nil {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		dropConn(addr, db)
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+var (
+	connMu sync.Mutex
+	conns  = map[string]driver.Conn{}
+)
+
+func tryCount(addr, db, q string) (uint64, error) {
+	connMu.Lock()
+	conn := conns[addr+"/"+db]
+	connMu.Unlock()
+	if conn == nil {
+		c, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Auth: clickhouse.Auth{Database: db, Username: "default"}, DialTimeout: 2 * time.Second})
+		if err != nil {
+			return 0, err
+		}
+		connMu.Lock()
+		conns[addr+"/"+db] = c
+		connMu.Unlock()
+		conn = c
+	}
 	rows, err := conn.Query(context.Background(), q)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer rows.Close()
 	var n uint64
 	for rows.Next() {
 		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
+			return 0, err
 		}
 	}
-	return n
+	return n, rows.Err()
+}
+
+func dropConn(addr, db string) {
+	connMu.Lock()
+	defer connMu.Unlock()
+	if c := conns[addr+"/"+db]; c != nil {
+		c.Close()
+		delete(conns, addr+"/"+db)
+	}
 }
 
 func produceLines(t *testing.T, addr, topic string, data []byte) uint64 {
@@ -230,6 +276,7 @@ func TestDaemonSurvivesKill9(t *testing.T) {
 	nAud := produceLines(t, broker.Addr(), "audit", auds.Bytes())
 	invalid := man.InvalidRequests + man.InvalidAudit
 	addr, db := chtest.NewDatabase(t)
+	t.Cleanup(func() { dropConn(addr, db) }) // before the database is dropped (cleanups run last first)
 	rulesDir, err := filepath.Abs("../../configs/rules")
 	if err != nil {
 		t.Fatal(err)
