@@ -111,8 +111,8 @@ func New(cfg Config, src Source, store Store, dlq DeadLetterSink, det *detector.
 // committed, before Run returns. Only an unrecoverable error returns early.
 func (p *Pipeline) Run(ctx context.Context) error {
 	// Queue depth: MaxBuffered counts the batch being filled, the queued
-	// ones and the one being stored.
-	depth := p.cfg.MaxBuffered/p.cfg.BatchSize - 2
+	// ones, the one being evaluated and the one being stored.
+	depth := p.cfg.MaxBuffered/p.cfg.BatchSize - 3
 	if depth < 1 {
 		depth = 1
 	}
@@ -134,17 +134,30 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		case <-finished:
 		}
 	}()
+	// Two stages, so that detection of one batch overlaps the inserts of
+	// the previous one; batches keep their order through both.
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	evaluated := make(chan *evaluatedBatch)
 	done := make(chan error, 1)
 	go func() {
-		var err error
 		for b := range batches {
+			evaluated <- p.evaluate(b)
+		}
+		close(evaluated)
+	}()
+	go func() {
+		var err error
+		for eb := range evaluated {
 			if err == nil {
-				err = p.process(drainCtx, b)
+				if err = p.persist(drainCtx, eb); err != nil {
+					stopFetch() // unrecoverable: stop consuming, drain, return it
+				}
 			}
 		}
 		done <- err
 	}()
-	fetchErr := p.fetch(ctx, batches)
+	fetchErr := p.fetch(fetchCtx, batches)
 	close(batches)
 	procErr := <-done
 	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -200,27 +213,35 @@ func (p *Pipeline) fetch(ctx context.Context, out chan<- []ingest.Message) error
 	}
 }
 
-// process decodes, detects, stores and marks one batch.
-func (p *Pipeline) process(ctx context.Context, batch []ingest.Message) error {
-	events := make([]event.Event, 0, len(batch))
-	recs := make([]storage.Record, 0, len(batch))
+// evaluatedBatch is a batch decoded and run through the detector, ready
+// to be stored.
+type evaluatedBatch struct {
+	batch  []ingest.Message
+	events []event.Event
+	recs   []storage.Record
+	dls    []ingest.DeadLetter
+	alerts []*detector.Alert
+}
+
+// evaluate decodes a batch and runs it through the detector.
+func (p *Pipeline) evaluate(batch []ingest.Message) *evaluatedBatch {
+	eb := &evaluatedBatch{batch: batch, events: make([]event.Event, 0, len(batch))}
 	origins := make([]storage.Origin, 0, len(batch))
-	var dls []ingest.DeadLetter
 	var dec event.Decoder
 	horizon := time.Now().Add(p.cfg.MaxFuture).UnixNano()
 	for _, m := range batch {
 		var e event.Event
 		if err := dec.Decode(m.Source, m.Value, &e); err != nil {
-			dls = append(dls, ingest.DeadLetter{Msg: m, Reason: err.Error()})
+			eb.dls = append(eb.dls, ingest.DeadLetter{Msg: m, Reason: err.Error()})
 			continue
 		}
 		if e.TS > horizon {
-			dls = append(dls, ingest.DeadLetter{Msg: m, Reason: futureReason(e.TS, p.cfg.MaxFuture)})
+			eb.dls = append(eb.dls, ingest.DeadLetter{Msg: m, Reason: futureReason(e.TS, p.cfg.MaxFuture)})
 			continue
 		}
 		// Kafka gives each message its own buffer, but the decoder's
 		// scratch space is shared: own the strings before the next decode.
-		events = append(events, e.Clone())
+		eb.events = append(eb.events, e.Clone())
 		origins = append(origins, storage.Origin{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset})
 	}
 	// Partitions arrive interleaved in chunks. Evaluate the batch as a
@@ -228,37 +249,42 @@ func (p *Pipeline) process(ctx context.Context, batch []ingest.Message) error {
 	// own order, the producer's, exactly as `vigil replay` merges its files
 	// — so that alerts do not depend on fetch timing. Disorder that spans
 	// batches is absorbed by the detector's lateness bound.
-	events, origins = mergeByTime(events, origins)
-	var alerts []*detector.Alert
-	p.det.ProcessBatch(events, func(a *detector.Alert) { alerts = append(alerts, a) })
-	for i := range events {
-		recs = append(recs, storage.Record{Event: &events[i], Origin: origins[i]})
+	eb.events, origins = mergeByTime(eb.events, origins)
+	p.det.ProcessBatch(eb.events, func(a *detector.Alert) { eb.alerts = append(eb.alerts, a) })
+	eb.recs = make([]storage.Record, len(eb.events))
+	for i := range eb.events {
+		eb.recs[i] = storage.Record{Event: &eb.events[i], Origin: origins[i]}
 	}
+	return eb
+}
 
-	bad, err := p.storeEvents(ctx, recs, batchToken(batch))
+// persist writes an evaluated batch — events, dead letters, alerts — and
+// only then marks its records stored and commits.
+func (p *Pipeline) persist(ctx context.Context, eb *evaluatedBatch) error {
+	bad, err := p.storeEvents(ctx, eb.recs, batchToken(eb.batch))
 	if err != nil {
 		return err
 	}
-	withOriginalBytes(bad, batch)
-	dls = append(dls, bad...)
+	withOriginalBytes(bad, eb.batch)
+	dls := append(eb.dls, bad...)
 	if len(dls) > 0 {
 		if err := p.storeDeadLetters(ctx, dls); err != nil {
 			return err
 		}
 	}
-	if err := p.retry(ctx, "alerts", func() error { return p.store.InsertAlerts(ctx, alerts) }); err != nil {
+	if err := p.retry(ctx, "alerts", func() error { return p.store.InsertAlerts(ctx, eb.alerts) }); err != nil {
 		return err
 	}
-	p.src.MarkStored(batch...)
+	p.src.MarkStored(eb.batch...)
 	if err := p.src.Commit(ctx); err != nil {
 		p.cfg.Logger.Warn("commit failed; offsets are committed with the next batch", "err", err)
 	}
 	p.Stats.Batches.Add(1)
-	p.Stats.Stored.Add(uint64(len(recs) - len(bad)))
+	p.Stats.Stored.Add(uint64(len(eb.recs) - len(bad)))
 	p.Stats.Invalid.Add(uint64(len(dls)))
-	p.Stats.Alerts.Add(uint64(len(alerts)))
+	p.Stats.Alerts.Add(uint64(len(eb.alerts)))
 	if p.cfg.OnAlert != nil {
-		for _, a := range alerts {
+		for _, a := range eb.alerts {
 			p.cfg.OnAlert(a)
 		}
 	}
