@@ -312,14 +312,18 @@ log:
 		}
 	}()
 
+	// Generous limits: under -race the whole suite shares two cores, and a
+	// loaded CI machine must not fail this test for being slow.
+	const patience = 3 * time.Minute
+	launched := time.Now()
 	d1 := startDaemon(t, cfgPath, logPath)
 	stored := func() uint64 {
 		return countQuery(t, addr, db, "SELECT (SELECT count() FROM "+db+".request_events) + (SELECT count() FROM "+db+".audit_events)")
 	}
 	// Wait until some batches are stored (the tables exist once the daemon migrated).
 	for {
-		if time.Since(start) > 40*time.Second {
-			t.Fatalf("daemon stored nothing:\n%s", d1.tail(20))
+		if time.Since(launched) > patience {
+			t.Fatalf("daemon stored nothing in %v:\n%s", patience, d1.tail(20))
 		}
 		if d1.cmd.ProcessState != nil {
 			t.Fatalf("daemon exited early")
@@ -366,7 +370,7 @@ log:
 				break
 			}
 		}
-		if time.Since(restart) > 40*time.Second {
+		if time.Since(restart) > patience {
 			t.Fatalf("no zero lag %v after the restart: %v (%v)\n%s", time.Since(restart), lag, err, d2.tail(20))
 		}
 		if d2.cmd.ProcessState != nil {

@@ -62,6 +62,7 @@ func runDaemon(cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.W
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	log.Info("vigil starting", "version", version, "rules", len(set.Rules), "clickhouse", cfg.ClickHouse.Addr, "brokers", cfg.Kafka.Brokers)
 	chTLS, err := tlsConfig(cfg.ClickHouse.TLS)
 	if err != nil {
 		return fmt.Errorf("clickhouse.tls: %w", err)
@@ -139,7 +140,7 @@ func runDaemon(cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.W
 		},
 	}, consumer, store, dlq, det)
 
-	log.Info("vigil running", "rules", len(set.Rules), "brokers", cfg.Kafka.Brokers, "topics", topics, "clickhouse", cfg.ClickHouse.Addr)
+	log.Info("vigil running", "topics", topics, "group", cfg.Kafka.GroupID, "database", cfg.ClickHouse.Database)
 	var g oklog.Group
 	{
 		pctx, pcancel := context.WithCancel(ctx)
