@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/vigil-sec/vigil/internal/itest"
 	"sort"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func lines(data []byte) [][]byte {
 
 func benchTopics(b *testing.B, reqs, auds []byte) (string, int) {
 	broker := brokertest.Start(b, map[string]int32{"requests": 3, "audit": 3})
-	n := produce(b, broker.Addr(), "requests", reqs) + produce(b, broker.Addr(), "audit", auds)
+	n := itest.Produce(b, broker.Addr(), "requests", reqs) + itest.Produce(b, broker.Addr(), "audit", auds)
 	return broker.Addr(), n
 }
 

@@ -1,17 +1,15 @@
 package pipeline
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/vigil-sec/vigil/internal/itest"
 	"io"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 
 	"github.com/vigil-sec/vigil/detector"
 	"github.com/vigil-sec/vigil/devbroker"
@@ -67,8 +65,8 @@ func makeFaultData(t *testing.T, seed uint64) *faultData {
 	d.valid = d.total - d.invalid
 	d.reqs = splitLines(reqs.Bytes())
 	d.auds = splitLines(auds.Bytes())
-	d.wantReq = man.Requests - man.InvalidRequests - expiredRecords(reqs.Bytes(), event.Requests, 90*24*time.Hour)
-	d.wantAud = man.Audit - man.InvalidAudit - expiredRecords(auds.Bytes(), event.Audit, 365*24*time.Hour)
+	d.wantReq = man.Requests - man.InvalidRequests - itest.Expired(reqs.Bytes(), event.Requests, 90*24*time.Hour)
+	d.wantAud = man.Audit - man.InvalidAudit - itest.Expired(auds.Bytes(), event.Audit, 365*24*time.Hour)
 	if d.total < 50000 || d.invalid == 0 {
 		t.Fatalf("generated %d records, %d invalid: want ~60k with some invalid", d.total, d.invalid)
 	}
@@ -83,44 +81,6 @@ func splitLines(data []byte) [2][]byte {
 		return [2][]byte{data, nil}
 	}
 	return [2][]byte{data[:mid+i+1], data[mid+i+1:]}
-}
-
-// expiredRecords counts valid records older than the retention: the TTL
-// drops them at insert (see TestPipelineStoresEverythingAndAlertsLikeReplay).
-func expiredRecords(data []byte, src event.Source, ttl time.Duration) uint64 {
-	var n uint64
-	var dec event.Decoder
-	var e event.Event
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 1<<20), 2<<20)
-	for sc.Scan() {
-		if dec.Decode(src, sc.Bytes(), &e) == nil && time.Unix(0, e.TS).Before(time.Now().Add(-ttl)) {
-			n++
-		}
-	}
-	return n
-}
-
-// produceRetry is produce that returns its error (usable off the test
-// goroutine) and spreads records over the partitions round-robin.
-func produceRetry(ctx context.Context, addr, topic string, data []byte) error {
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, RequiredAcks: kafka.RequireAll,
-		BatchSize: 5000, BatchTimeout: 5 * time.Millisecond, Transport: tr, Balancer: &kafka.RoundRobin{}}
-	defer w.Close()
-	var msgs []kafka.Message
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 1<<20), 2<<20)
-	for sc.Scan() {
-		msgs = append(msgs, kafka.Message{Value: append([]byte(nil), sc.Bytes()...)})
-	}
-	for i := 0; i < len(msgs); i += 5000 {
-		if err := w.WriteMessages(ctx, msgs[i:min(i+5000, len(msgs))]...); err != nil {
-			return fmt.Errorf("producing to %s: %w", topic, err)
-		}
-	}
-	return nil
 }
 
 // witnessStore wraps the real store and remembers every Kafka offset whose
@@ -366,7 +326,7 @@ func TestClickHouseOutageMidStream(t *testing.T) {
 	broker := brokertest.Start(t, map[string]int32{"requests": faultPartitions, "audit": faultPartitions, "dlq": 1})
 	ctx := context.Background()
 	for topic, data := range map[string][]byte{"requests": d.reqs[0], "audit": d.auds[0]} {
-		if err := produceRetry(ctx, broker.Addr(), topic, data); err != nil {
+		if _, err := itest.ProduceLines(ctx, broker.Addr(), topic, data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -390,7 +350,7 @@ func TestClickHouseOutageMidStream(t *testing.T) {
 	prodErr := make(chan error, 1)
 	go func() {
 		for topic, data := range map[string][]byte{"requests": d.reqs[1], "audit": d.auds[1]} {
-			if err := produceRetry(ctx, broker.Addr(), topic, data); err != nil {
+			if _, err := itest.ProduceLines(ctx, broker.Addr(), topic, data); err != nil {
 				prodErr <- err
 				return
 			}
@@ -472,7 +432,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 	baddr := broker.Addr()
 	ctx := context.Background()
 	for topic, data := range map[string][]byte{"requests": d.reqs[0], "audit": d.auds[0]} {
-		if err := produceRetry(ctx, baddr, topic, data); err != nil {
+		if _, err := itest.ProduceLines(ctx, baddr, topic, data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -501,7 +461,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 	broker = nb
 	bmu.Unlock()
 	for topic, data := range map[string][]byte{"requests": d.reqs[1], "audit": d.auds[1]} {
-		if err := produceRetry(ctx, baddr, topic, data); err != nil {
+		if _, err := itest.ProduceLines(ctx, baddr, topic, data); err != nil {
 			t.Fatal(err)
 		}
 	}

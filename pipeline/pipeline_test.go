@@ -1,15 +1,13 @@
 package pipeline
 
 import (
-	"bufio"
 	"bytes"
 	"context"
+	"github.com/vigil-sec/vigil/internal/itest"
 	"sort"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 
 	"github.com/vigil-sec/vigil/detector"
 	"github.com/vigil-sec/vigil/devbroker/brokertest"
@@ -24,28 +22,6 @@ import (
 
 func TestMain(m *testing.M) { chtest.Main(m) }
 
-// produce writes lines to a topic in order (one partition keeps the order).
-func produce(t testing.TB, addr, topic string, data []byte) int {
-	t.Helper()
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, RequiredAcks: kafka.RequireAll,
-		BatchSize: 5000, BatchTimeout: 5 * time.Millisecond, Transport: tr, Balancer: &kafka.RoundRobin{}}
-	defer w.Close()
-	var msgs []kafka.Message
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 1<<20), 2<<20)
-	for sc.Scan() {
-		msgs = append(msgs, kafka.Message{Value: append([]byte(nil), sc.Bytes()...)})
-	}
-	for i := 0; i < len(msgs); i += 5000 {
-		if err := w.WriteMessages(context.Background(), msgs[i:min(i+5000, len(msgs))]...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return len(msgs)
-}
-
 func queryInts(t *testing.T, addr, db, q string) uint64 {
 	t.Helper()
 	conn := chtest.Open(t, addr, db)
@@ -59,24 +35,6 @@ func queryInts(t *testing.T, addr, db, q string) uint64 {
 		rows.Scan(&n)
 	}
 	return n
-}
-
-func storedAlerts(t *testing.T, addr, db string) []string {
-	t.Helper()
-	conn := chtest.Open(t, addr, db)
-	rows, err := conn.Query(context.Background(), "SELECT alert_json FROM "+db+".alerts FINAL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		rows.Scan(&s)
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // The daemon's data path end to end against a real broker and a real
@@ -97,8 +55,8 @@ func TestPipelineStoresEverythingAndAlertsLikeReplay(t *testing.T) {
 	// One valid record dated far ahead of the clock: dead-lettered, not evaluated.
 	replayReqs := append([]byte(nil), reqs.Bytes()...)
 	reqs.WriteString(`{"ts":"2200-01-01T00:00:00Z","request_id":"req_future","org_id":"o","ip":"192.0.2.1","method":"GET","route":"/x","operation":"data","status":401}` + "\n")
-	nReq := produce(t, broker.Addr(), "requests", reqs.Bytes())
-	nAud := produce(t, broker.Addr(), "audit", auds.Bytes())
+	nReq := itest.Produce(t, broker.Addr(), "requests", reqs.Bytes())
+	nAud := itest.Produce(t, broker.Addr(), "audit", auds.Bytes())
 	invalid := int(man.InvalidRequests+man.InvalidAudit) + 1 // + the future record
 
 	set, err := rules.LoadFiles("../configs/rules")
@@ -154,23 +112,9 @@ func TestPipelineStoresEverythingAndAlertsLikeReplay(t *testing.T) {
 			}
 		}
 	}
-	// Records older than the retention (the generator replays a dormant
-	// key's last use months back) are dropped by the TTL at insert time.
-	expired := func(data []byte, src event.Source, ttl time.Duration) uint64 {
-		var n uint64
-		var dec event.Decoder
-		var e event.Event
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		sc.Buffer(make([]byte, 1<<20), 2<<20)
-		for sc.Scan() {
-			if dec.Decode(src, sc.Bytes(), &e) == nil && time.Unix(0, e.TS).Before(time.Now().Add(-ttl)) {
-				n++
-			}
-		}
-		return n
-	}
-	wantReq := uint64(nReq) - man.InvalidRequests - 1 - expired(reqs.Bytes(), event.Requests, 90*24*time.Hour)
-	wantAud := uint64(nAud) - man.InvalidAudit - expired(auds.Bytes(), event.Audit, 365*24*time.Hour)
+	// Records older than the retention are dropped by the TTL at insert.
+	wantReq := uint64(nReq) - man.InvalidRequests - 1 - itest.Expired(reqs.Bytes(), event.Requests, 90*24*time.Hour)
+	wantAud := uint64(nAud) - man.InvalidAudit - itest.Expired(auds.Bytes(), event.Audit, 365*24*time.Hour)
 	if n := queryInts(t, addr, db, "SELECT uniqExact(request_id) FROM "+db+".request_events"); n != wantReq {
 		t.Errorf("%d distinct requests stored, want %d", n, wantReq)
 	}
@@ -192,7 +136,7 @@ func TestPipelineStoresEverythingAndAlertsLikeReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	sort.Strings(want)
-	got := storedAlerts(t, addr, db)
+	got := itest.StoredAlerts(t, addr, db)
 	if len(want) == 0 {
 		t.Fatal("the generated attacks fired no alert in replay")
 	}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"github.com/vigil-sec/vigil/internal/itest"
 	"sort"
 	"strings"
 	"testing"
@@ -88,8 +89,8 @@ func TestRestartRebuildsDetectionState(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	runOnce("first run", produce(t, broker.Addr(), "requests", r1)+produce(t, broker.Addr(), "audit", a1))
-	runOnce("after restart", produce(t, broker.Addr(), "requests", r2)+produce(t, broker.Addr(), "audit", a2))
+	runOnce("first run", itest.Produce(t, broker.Addr(), "requests", r1)+itest.Produce(t, broker.Addr(), "audit", a1))
+	runOnce("after restart", itest.Produce(t, broker.Addr(), "requests", r2)+itest.Produce(t, broker.Addr(), "audit", a2))
 
 	dir := t.TempDir()
 	writeFile(t, dir+"/r.jsonl", reqs.Bytes())
@@ -100,7 +101,7 @@ func TestRestartRebuildsDetectionState(t *testing.T) {
 		t.Fatal(err)
 	}
 	sort.Strings(want)
-	got := storedAlerts(t, addr, db)
+	got := itest.StoredAlerts(t, addr, db)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("alerts over the restart differ from one replay:\n got %d:\n%s\nwant %d:\n%s", len(got), strings.Join(got, "\n"), len(want), strings.Join(want, "\n"))
 	}

@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/vigil-sec/vigil/internal/itest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -143,27 +142,6 @@ func dropConn(addr, db string) {
 	}
 }
 
-func produceLines(t *testing.T, addr, topic string, data []byte) uint64 {
-	t.Helper()
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, RequiredAcks: kafka.RequireAll,
-		BatchSize: 5000, BatchTimeout: 5 * time.Millisecond, Transport: tr}
-	defer w.Close()
-	var msgs []kafka.Message
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 1<<20), 2<<20)
-	for sc.Scan() {
-		msgs = append(msgs, kafka.Message{Value: append([]byte(nil), sc.Bytes()...)})
-	}
-	for i := 0; i < len(msgs); i += 5000 {
-		if err := w.WriteMessages(context.Background(), msgs[i:min(i+5000, len(msgs))]...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return uint64(len(msgs))
-}
-
 // groupLag returns end offset minus the group's committed offset per
 // partition of topics (the whole partition when nothing is committed),
 // asked from outside the group (OffsetFetch and ListOffsets).
@@ -272,8 +250,8 @@ func TestDaemonSurvivesKill9(t *testing.T) {
 	// replay's, so differences after the kill are the kill's.
 	topics := map[string]int{"requests": 1, "audit": 1}
 	broker := brokertest.Start(t, map[string]int32{"requests": 1, "audit": 1, "dlq": 1})
-	nReq := produceLines(t, broker.Addr(), "requests", reqs.Bytes())
-	nAud := produceLines(t, broker.Addr(), "audit", auds.Bytes())
+	nReq := uint64(itest.Produce(t, broker.Addr(), "requests", reqs.Bytes()))
+	nAud := uint64(itest.Produce(t, broker.Addr(), "audit", auds.Bytes()))
 	invalid := man.InvalidRequests + man.InvalidAudit
 	addr, db := chtest.NewDatabase(t)
 	t.Cleanup(func() { dropConn(addr, db) }) // before the database is dropped (cleanups run last first)
@@ -395,8 +373,8 @@ log:
 	}
 
 	// End state.
-	expReq := expired(reqs.Bytes(), event.Requests, 90*24*time.Hour)
-	expAud := expired(auds.Bytes(), event.Audit, 365*24*time.Hour)
+	expReq := itest.Expired(reqs.Bytes(), event.Requests, 90*24*time.Hour)
+	expAud := itest.Expired(auds.Bytes(), event.Audit, 365*24*time.Hour)
 	wantReq := nReq - man.InvalidRequests - expReq
 	wantAud := nAud - man.InvalidAudit - expAud
 	for _, c := range []struct {
@@ -453,7 +431,7 @@ log:
 		t.Fatal(err)
 	}
 	got := map[string]bool{}
-	for _, s := range storedAlertJSON(t, addr, db) {
+	for _, s := range itest.StoredAlerts(t, addr, db) {
 		got[s] = true
 	}
 	var missing, extra int
@@ -480,40 +458,4 @@ log:
 		total, invalid, expReq+expAud, rawRows, rawRows-wantReq-wantAud, storedAtKill, caughtUp.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	t.Logf("alerts vs replay after the kill: replay %d, stored %d, %d of replay's missing (dormant beyond retention), %d not in replay",
 		len(want), len(got), missing, extra)
-}
-
-func storedAlertJSON(t *testing.T, addr, db string) []string {
-	t.Helper()
-	conn := chtest.Open(t, addr, db)
-	rows, err := conn.Query(context.Background(), "SELECT alert_json FROM "+db+".alerts FINAL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// expired counts valid records older than the retention; the table TTL
-// drops them at insert.
-func expired(data []byte, src event.Source, ttl time.Duration) uint64 {
-	var n uint64
-	var dec event.Decoder
-	var e event.Event
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 1<<20), 2<<20)
-	for sc.Scan() {
-		if dec.Decode(src, sc.Bytes(), &e) == nil && time.Unix(0, e.TS).Before(time.Now().Add(-ttl)) {
-			n++
-		}
-	}
-	return n
 }
