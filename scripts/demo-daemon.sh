@@ -38,7 +38,7 @@ echo "==> starting ClickHouse (first run downloads its engine, ~180 MB, cached i
 bash scripts/clickhouse.sh start | sed 's/^/    /'
 
 echo "==> starting the development Kafka broker on $BROKER"
-"$VIGIL" dev broker --addr "$BROKER" --data "$OUT/broker" --topic requests=3 --topic audit=3 \
+"$VIGIL" dev broker --addr "$BROKER" --data "$OUT/broker" --topic requests=1 --topic audit=1 \
 	--topic vigil.deadletter=1 --log-level error >"$OUT/broker.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do grep -q "broker ready" "$OUT/broker.log" 2>/dev/null && break; sleep 0.1; done
