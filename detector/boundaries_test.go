@@ -12,10 +12,10 @@ import (
 
 // Kafka types stay in ingest (and the dev broker), ClickHouse types in
 // storage: no other package may import their client libraries, apart from
-// the test-server and end-to-end test helpers. (docs/architecture.md)
+// the dev broker and the ClickHouse test-server helper. (docs/architecture.md)
 func TestClientLibrariesStayInTheirPackages(t *testing.T) {
 	owners := map[string][]string{
-		"github.com/segmentio/kafka-go":        {"ingest", "devbroker", "internal/itest"},
+		"github.com/segmentio/kafka-go":        {"ingest", "devbroker"},
 		"github.com/twmb/franz-go":             {"devbroker"},
 		"github.com/ClickHouse/clickhouse-go/": {"storage", "internal/chtest"},
 	}

@@ -11,7 +11,8 @@ import (
 )
 
 // ProduceLines writes each non-empty line of r as one message to topic,
-// in order, for development and demos (`vigil dev produce`). With pace > 0
+// in order and round-robin over the partitions (lines carry no key), for
+// development, demos and tests (`vigil dev produce`). With pace > 0
 // it sends at most pace messages per second; onBatch, if set, is called
 // with the running count after each batch.
 func ProduceLines(ctx context.Context, cfg Config, topic string, r io.Reader, pace float64, onBatch func(int)) (int, error) {
@@ -22,7 +23,7 @@ func ProduceLines(ctx context.Context, cfg Config, topic string, r io.Reader, pa
 	tr := cfg.newTransport(mech)
 	defer tr.CloseIdleConnections()
 	w := &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Topic: topic, Transport: tr, RequiredAcks: kafka.RequireAll,
-		Balancer: &kafka.Hash{}, BatchSize: 2000, BatchTimeout: 5 * time.Millisecond}
+		Balancer: &kafka.RoundRobin{}, BatchSize: 2000, BatchTimeout: 5 * time.Millisecond}
 	defer w.Close()
 	const batch = 2000
 	sc := bufio.NewScanner(r)

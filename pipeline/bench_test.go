@@ -128,9 +128,7 @@ func BenchmarkDaemon(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		consumer, err := ingest.NewConsumer(ingest.Config{Brokers: []string{addr}, GroupID: fmt.Sprintf("daemon-%d", i),
-			Topics:         map[string]event.Source{"requests": event.Requests, "audit": event.Audit},
-			SessionTimeout: time.Second, HeartbeatInterval: 200 * time.Millisecond, RebalanceTimeout: 2 * time.Second, MaxWait: 250 * time.Millisecond})
+		consumer, err := ingest.NewConsumer(testIngest(addr, fmt.Sprintf("daemon-%d", i)))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -188,9 +188,8 @@ func startFaultPipeline(t *testing.T, brokerAddr, chAddr, db string) *faultRig {
 	t.Cleanup(func() { st.Close() })
 	ws := &witnessStore{Store: st, stored: map[storage.Origin]bool{}}
 	log := slog.New(slog.NewTextHandler(&tlogWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	icfg := ingest.Config{Brokers: []string{brokerAddr}, GroupID: "vigil", Topics: map[string]event.Source{"requests": event.Requests, "audit": event.Audit},
-		DeadLetterTopic: "dlq", SessionTimeout: time.Second, HeartbeatInterval: 200 * time.Millisecond, RebalanceTimeout: 2 * time.Second,
-		MaxWait: 250 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+	icfg := testIngest(brokerAddr, "vigil")
+	icfg.DeadLetterTopic, icfg.Logger = "dlq", slog.New(slog.DiscardHandler)
 	consumer, err := ingest.NewConsumer(icfg)
 	if err != nil {
 		t.Fatal(err)

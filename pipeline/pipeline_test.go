@@ -70,8 +70,8 @@ func TestPipelineStoresEverythingAndAlertsLikeReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	icfg := ingest.Config{Brokers: []string{broker.Addr()}, GroupID: "vigil", Topics: map[string]event.Source{"requests": event.Requests, "audit": event.Audit},
-		DeadLetterTopic: "dlq", SessionTimeout: time.Second, HeartbeatInterval: 200 * time.Millisecond, RebalanceTimeout: 2 * time.Second, MaxWait: 100 * time.Millisecond}
+	icfg := testIngest(broker.Addr(), "vigil")
+	icfg.DeadLetterTopic = "dlq"
 	consumer, err := ingest.NewConsumer(icfg)
 	if err != nil {
 		t.Fatal(err)
@@ -143,4 +143,14 @@ func TestPipelineStoresEverythingAndAlertsLikeReplay(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("stored alerts differ from replay's:\n got %d:\n%s\nwant %d:\n%s", len(got), strings.Join(got, "\n"), len(want), strings.Join(want, "\n"))
 	}
+}
+
+// testIngest is the consumer configuration of the integration tests: both
+// topics, and group timings short enough for tests (the dev broker accepts
+// 100 ms sessions; MaxWait under 250 ms only adds i/o-timeout noise).
+func testIngest(addr, group string) ingest.Config {
+	return ingest.Config{Brokers: []string{addr}, GroupID: group,
+		Topics:         map[string]event.Source{"requests": event.Requests, "audit": event.Audit},
+		SessionTimeout: time.Second, HeartbeatInterval: 200 * time.Millisecond, RebalanceTimeout: 2 * time.Second,
+		MaxWait: 250 * time.Millisecond}
 }

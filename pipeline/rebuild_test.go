@@ -11,7 +11,6 @@ import (
 
 	"github.com/vigil-sec/vigil/detector"
 	"github.com/vigil-sec/vigil/devbroker/brokertest"
-	"github.com/vigil-sec/vigil/event"
 	"github.com/vigil-sec/vigil/ingest"
 	"github.com/vigil-sec/vigil/internal/chtest"
 	"github.com/vigil-sec/vigil/replay"
@@ -53,8 +52,7 @@ func TestRestartRebuildsDetectionState(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	icfg := ingest.Config{Brokers: []string{broker.Addr()}, GroupID: "vigil", Topics: map[string]event.Source{"requests": event.Requests, "audit": event.Audit},
-		SessionTimeout: time.Second, HeartbeatInterval: 200 * time.Millisecond, RebalanceTimeout: 2 * time.Second, MaxWait: 250 * time.Millisecond}
+	icfg := testIngest(broker.Addr(), "vigil")
 
 	runOnce := func(name string, produced int) {
 		consumer, err := ingest.NewConsumer(icfg)

@@ -7,38 +7,20 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"sort"
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/vigil-sec/vigil/event"
+	"github.com/vigil-sec/vigil/ingest"
 	"github.com/vigil-sec/vigil/internal/chtest"
 )
 
-// ProduceLines writes each line of data as one message to topic, in order,
-// spread over the partitions round-robin; it returns how many it wrote.
-// Usable off the test goroutine.
+// ProduceLines writes each line of data as one message to topic, in order
+// (ingest.ProduceLines, as `vigil dev produce` does); usable off the test
+// goroutine.
 func ProduceLines(ctx context.Context, addr, topic string, data []byte) (int, error) {
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, RequiredAcks: kafka.RequireAll,
-		BatchSize: 5000, BatchTimeout: 5 * time.Millisecond, Transport: tr, Balancer: &kafka.RoundRobin{}}
-	defer w.Close()
-	var msgs []kafka.Message
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 1<<20), 2<<20)
-	for sc.Scan() {
-		msgs = append(msgs, kafka.Message{Value: append([]byte(nil), sc.Bytes()...)})
-	}
-	for i := 0; i < len(msgs); i += 5000 {
-		if err := w.WriteMessages(ctx, msgs[i:min(i+5000, len(msgs))]...); err != nil {
-			return i, fmt.Errorf("producing to %s: %w", topic, err)
-		}
-	}
-	return len(msgs), nil
+	return ingest.ProduceLines(ctx, ingest.Config{Brokers: []string{addr}}, topic, bytes.NewReader(data), 0, nil)
 }
 
 // Produce is ProduceLines that fails the test on error.
