@@ -100,6 +100,8 @@ func Parse(name string, data []byte) ([]*Rule, ErrorList) {
 		p.errorf(rulesNode.Value, "`rules` must be a list of rules")
 		return nil, p.errs
 	}
+	fileSum := sha256.Sum256(data)
+	fileHash := hex.EncodeToString(fileSum[:8])
 	ids := map[string]int{}
 	for _, rn := range rulesNode.Value.Content {
 		before := len(p.errs)
@@ -113,6 +115,7 @@ func Parse(name string, data []byte) ([]*Rule, ErrorList) {
 			continue
 		}
 		ids[r.ID] = r.Line
+		r.FileHash = fileHash
 		if len(p.errs) == before {
 			out = append(out, r)
 		}

@@ -209,6 +209,9 @@ type Rule struct {
 	// Hash is a content hash of the rule's YAML; reloads keep the state of
 	// rules whose hash did not change.
 	Hash string
+	// FileHash is a content hash of the whole rule file, recorded with
+	// incidents so they point at the exact file that produced them.
+	FileHash string
 }
 
 // GroupFields returns the fields whose values identify a group, in the

@@ -110,4 +110,74 @@ var migrations = []migration{
 		PARTITION BY toYYYYMM(at)
 		ORDER BY (rule, alert_key)`,
 	}},
+	{3, "incidents, actions, block ledger, control", []string{
+		`CREATE TABLE IF NOT EXISTS {db}.incidents (
+			id String,
+			rule LowCardinality(String),
+			rule_hash String,
+			rule_file_hash String,
+			rule_file String,
+			severity UInt8,
+			severity_name LowCardinality(String),
+			phi Bool,
+			status LowCardinality(String),
+			source LowCardinality(String),
+			group_pairs Array(String),
+			group_json String,
+			orgs Array(String),
+			namespaces Array(String),
+			keys Array(String),
+			admin_keys Array(String),
+			addresses Array(String),
+			first_event DateTime64(3, 'UTC'),
+			last_event DateTime64(3, 'UTC'),
+			sample_ids Array(String),
+			query String,
+			query_params Map(String, String),
+			threshold String,
+			value Float64,
+			alerts UInt32,
+			alert_keys Array(String),
+			labels Map(String, String),
+			actions Array(String),
+			notes Array(String),
+			opened_at DateTime64(3, 'UTC'),
+			updated_at DateTime64(3, 'UTC'),
+			resolved_at DateTime64(3, 'UTC'),
+			notification_due DateTime64(3, 'UTC'),
+			review_due DateTime64(3, 'UTC')
+		) ENGINE = ReplacingMergeTree(updated_at)
+		PARTITION BY toYYYYMM(opened_at)
+		ORDER BY id`,
+		`CREATE TABLE IF NOT EXISTS {db}.actions (
+			at DateTime64(6, 'UTC'),
+			incident_id String,
+			kind LowCardinality(String),
+			target String,
+			outcome LowCardinality(String),
+			guard LowCardinality(String),
+			attempt UInt16,
+			error String,
+			detail String,
+			expires_at DateTime64(3, 'UTC')
+		) ENGINE = MergeTree
+		PARTITION BY toYYYYMM(at)
+		ORDER BY (kind, target, at)`,
+		`CREATE TABLE IF NOT EXISTS {db}.blocks (
+			prefix String,
+			incident_id String,
+			blocked_at DateTime64(3, 'UTC'),
+			expires_at DateTime64(3, 'UTC'),
+			offense UInt32,
+			status LowCardinality(String),
+			updated_at DateTime64(6, 'UTC') DEFAULT now64(6)
+		) ENGINE = ReplacingMergeTree(updated_at)
+		ORDER BY (prefix, blocked_at)`,
+		`CREATE TABLE IF NOT EXISTS {db}.control (
+			name String,
+			value String,
+			at DateTime64(6, 'UTC') DEFAULT now64(6)
+		) ENGINE = ReplacingMergeTree(at)
+		ORDER BY name`,
+	}},
 }

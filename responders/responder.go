@@ -1,0 +1,546 @@
+package responders
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigil-sec/vigil/rules"
+)
+
+// Config tunes the response pipeline; zero values take the defaults of
+// docs/responders.md.
+type Config struct {
+	// DryRun records every planned action as dry_run and calls nothing.
+	DryRun bool
+	// Database is the ClickHouse database named in incidents' evidence queries.
+	Database string
+	// QueueSize bounds the alerts waiting for triage (default 10000). When
+	// it is full the newest alert is not queued but counted; it is still in
+	// the alerts table and is triaged by the next catch-up pass.
+	QueueSize int
+	// Workers send actions concurrently (default 4).
+	Workers int
+	// AllowCIDRs and AllowKeys are never actioned, on top of the built-in
+	// private, loopback, link-local and metadata ranges.
+	AllowCIDRs []netip.Prefix
+	AllowKeys  []string
+	// PerMinute and PerIncident cap actions of each kind.
+	PerMinute   map[string]int
+	PerIncident map[string]int
+	// The breaker opens for BreakerCooldown when more than BreakerActions
+	// actions are sent, or BreakerErrors fail, within a minute.
+	BreakerActions  int
+	BreakerErrors   int
+	BreakerCooldown time.Duration
+	// BlockTTL is the first block of an address; each earlier block of it
+	// within OffenderMemory doubles it, up to BlockTTLMax.
+	BlockTTL, BlockTTLMax, OffenderMemory time.Duration
+	// WatchTTL is how long enhanced logging lasts (the plan: 30 days).
+	WatchTTL time.Duration
+	// MaxAttempts bounds the tries of one action; retries wait from
+	// RetryMin doubling to RetryMax, or what a 429 asked for.
+	MaxAttempts        int
+	RetryMin, RetryMax time.Duration
+	// ExpiryInterval is how often due unblocks run; ReconcileInterval how
+	// often the edge is read back and repaired; ControlInterval how often
+	// the kill switch is read.
+	ExpiryInterval, ReconcileInterval, ControlInterval time.Duration
+	// CatchUp is how far back stored alerts without an incident are
+	// triaged at start (default 24h).
+	CatchUp time.Duration
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// Defaults for Config's zero values.
+var (
+	defaultPerMinute   = map[string]int{OpenIncident: 60, RevokeKey: 10, BlockIP: 60, Watch: 120, IsolateNamespace: 5}
+	defaultPerIncident = map[string]int{OpenIncident: 100, RevokeKey: 5, BlockIP: 50, Watch: 20, IsolateNamespace: 3}
+)
+
+func (c *Config) fill() {
+	set := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	setD := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	set(&c.QueueSize, 10000)
+	set(&c.Workers, 4)
+	set(&c.BreakerActions, 100)
+	set(&c.BreakerErrors, 20)
+	set(&c.MaxAttempts, 5)
+	setD(&c.BreakerCooldown, 5*time.Minute)
+	setD(&c.BlockTTL, 24*time.Hour)
+	setD(&c.BlockTTLMax, 30*24*time.Hour)
+	setD(&c.OffenderMemory, 90*24*time.Hour)
+	setD(&c.WatchTTL, 30*24*time.Hour)
+	setD(&c.RetryMin, time.Second)
+	setD(&c.RetryMax, time.Minute)
+	setD(&c.ExpiryInterval, 30*time.Second)
+	setD(&c.ReconcileInterval, 5*time.Minute)
+	setD(&c.ControlInterval, 5*time.Second)
+	setD(&c.CatchUp, 24*time.Hour)
+	if c.Database == "" {
+		c.Database = "vigil"
+	}
+	caps := func(m map[string]int, d map[string]int) map[string]int {
+		out := map[string]int{}
+		for k, v := range d {
+			out[k] = v
+		}
+		for k, v := range m {
+			out[k] = v
+		}
+		return out
+	}
+	c.PerMinute = caps(c.PerMinute, defaultPerMinute)
+	c.PerIncident = caps(c.PerIncident, defaultPerIncident)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Systems are the external systems actions call; a nil one makes its
+// actions skipped as not_configured.
+type Systems struct {
+	Notifiers map[string]Notifier // by name: sentry, webhook
+	Keys      KeyAdmin
+	Isolator  Isolator
+	Blocker   Blocker
+}
+
+// Stats count what the responders did.
+type Stats struct {
+	Alerts, Dropped, Incidents, Actions, Skipped, Failed, Drift, Unblocked atomic.Uint64
+}
+
+// Responder triages alerts into incidents and runs their actions.
+type Responder struct {
+	cfg   Config
+	store Store
+	sys   Systems
+	rules func(id string) *rules.Rule
+	log   *slog.Logger
+	queue chan Alert
+	jobs  chan job
+	Stats Stats
+
+	catchUp atomic.Bool // alerts were dropped: run a catch-up pass
+	paused  atomic.Bool
+
+	allow allowlist
+
+	mu        sync.Mutex // guards everything below
+	open      map[string]*Incident // rule|group → open incident
+	inForce   map[string]ActionRecord
+	blocks    map[string]BlockRecord // prefix → active block
+	perMinute map[string]*slidingCount
+	perInc    map[string]int // incident|kind → actions planned
+	brk       breaker
+	raised    map[string]time.Time // guard alert → when last raised
+}
+
+// job is one action to send: a kind, its targets and the incident.
+type job struct {
+	kind    string
+	targets []string
+	inc     Incident // a copy, as it was when the action was planned
+	blocks  []Block
+}
+
+// New builds a responder. lookup returns the current rule of an id (nil
+// when it is gone); it is called from the triage goroutine only.
+func New(cfg Config, store Store, sys Systems, lookup func(id string) *rules.Rule) *Responder {
+	cfg.fill()
+	return &Responder{
+		cfg: cfg, store: store, sys: sys, rules: lookup, log: cfg.Logger,
+		queue: make(chan Alert, cfg.QueueSize), jobs: make(chan job, cfg.Workers*16),
+		open: map[string]*Incident{}, inForce: map[string]ActionRecord{}, blocks: map[string]BlockRecord{},
+		perMinute: map[string]*slidingCount{}, perInc: map[string]int{}, raised: map[string]time.Time{},
+		allow: newAllowlist(cfg.AllowCIDRs, cfg.AllowKeys),
+		brk:   breaker{maxActions: cfg.BreakerActions, maxErrors: cfg.BreakerErrors, cooldown: cfg.BreakerCooldown},
+	}
+}
+
+// Enqueue hands an alert over without waiting: the data path must never
+// wait on the responders. A full queue drops the alert from memory only;
+// the catch-up pass finds it in the alerts table.
+func (r *Responder) Enqueue(a Alert) {
+	select {
+	case r.queue <- a:
+	default:
+		r.Stats.Dropped.Add(1)
+		r.catchUp.Store(true)
+	}
+}
+
+// Run loads the state of earlier runs, triages what they left behind, and
+// then serves the queue until ctx ends.
+func (r *Responder) Run(ctx context.Context) error {
+	if err := r.retry(ctx, "load responder state", r.load); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	for range r.cfg.Workers {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.work(wctx) }()
+	}
+	defer func() {
+		close(r.jobs)
+		wg.Wait()
+		stopWorkers()
+	}()
+	r.resume(ctx)
+	r.expire(ctx)
+	r.catchUp.Store(true)
+
+	expiry := time.NewTicker(r.cfg.ExpiryInterval)
+	defer expiry.Stop()
+	reconcile := time.NewTicker(r.cfg.ReconcileInterval)
+	defer reconcile.Stop()
+	control := time.NewTicker(r.cfg.ControlInterval)
+	defer control.Stop()
+	lastRefresh := time.Now()
+	for {
+		if r.catchUp.Swap(false) {
+			r.runCatchUp(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case a := <-r.queue:
+			r.handle(ctx, a)
+		case <-expiry.C:
+			r.expire(ctx)
+		case <-reconcile.C:
+			r.reconcile(ctx)
+		case <-control.C:
+			if time.Since(lastRefresh) >= time.Minute && r.refreshInForce(ctx) == nil {
+				lastRefresh = time.Now()
+			}
+			if p, err := r.store.Paused(ctx); err == nil {
+				if r.paused.Swap(p) != p {
+					r.log.Warn("responders kill switch changed", "paused", p)
+				}
+			}
+		}
+	}
+}
+
+// load reads open incidents, actions in force and active blocks.
+func (r *Responder) load(ctx context.Context) error {
+	now := r.cfg.Now()
+	incs, err := r.store.OpenIncidents(ctx, now.Add(-7*24*time.Hour))
+	if err != nil {
+		return err
+	}
+	blocks, err := r.store.ActiveBlocks(ctx)
+	if err != nil {
+		return err
+	}
+	paused, err := r.store.Paused(ctx)
+	if err != nil {
+		return err
+	}
+	r.paused.Store(paused)
+	r.mu.Lock()
+	for _, inc := range incs {
+		r.open[inc.Rule+"\x1f"+strings.Join(inc.Group, "\x1f")] = inc
+	}
+	for _, b := range blocks {
+		r.blocks[b.Prefix] = b
+	}
+	r.mu.Unlock()
+	if err := r.refreshInForce(ctx); err != nil {
+		return err
+	}
+	r.log.Info("responders loaded", "open_incidents", len(incs), "in_force", len(r.inForce), "active_blocks", len(blocks), "paused", paused)
+	return nil
+}
+
+// refreshInForce rebuilds the actions in force from the action log, so
+// that an operator's restore or lift (another process) is seen.
+func (r *Responder) refreshInForce(ctx context.Context) error {
+	latest, err := r.store.LatestActions(ctx, []string{RevokeKey, RestoreKey, IsolateNamespace, LiftIsolation, Watch})
+	if err != nil {
+		return err
+	}
+	now := r.cfg.Now()
+	inForce := map[string]ActionRecord{}
+	// A revoke is in force unless a later restore lifted it; the same for
+	// isolation. A planned record without an outcome (a crash while it was
+	// being sent) counts as in force: the target is checked, not hit twice.
+	undo := map[string]string{RevokeKey: RestoreKey, IsolateNamespace: LiftIsolation}
+	byKey := map[string]ActionRecord{}
+	for _, a := range latest {
+		byKey[a.Kind+"\x1f"+a.Target] = a
+	}
+	for _, a := range latest {
+		if a.Outcome == Failed {
+			continue
+		}
+		switch a.Kind {
+		case RestoreKey, LiftIsolation:
+			continue
+		case Watch:
+			if !a.ExpiresAt.After(now) {
+				continue
+			}
+		}
+		if u, ok := byKey[undo[a.Kind]+"\x1f"+a.Target]; ok && u.Outcome == Succeeded && u.At.After(a.At) {
+			continue
+		}
+		inForce[a.Kind+"\x1f"+a.Target] = a
+	}
+	r.mu.Lock()
+	r.inForce = inForce
+	r.mu.Unlock()
+	return nil
+}
+
+// runCatchUp triages stored alerts that no incident holds.
+func (r *Responder) runCatchUp(ctx context.Context) {
+	pending, err := r.store.PendingAlerts(ctx, r.cfg.Now().Add(-r.cfg.CatchUp))
+	if err != nil {
+		r.log.Warn("catch-up of stored alerts failed; retrying later", "err", err)
+		r.catchUp.Store(true)
+		return
+	}
+	n := 0
+	for _, p := range pending {
+		rule := r.rules(rulePrefix(p.Key))
+		a, err := ParseAlert(p.Key, p.JSON, rule)
+		if err != nil {
+			r.log.Warn("stored alert unreadable; skipped", "key", p.Key, "err", err)
+			continue
+		}
+		if rule := r.rules(a.Rule); rule != nil && rule.Shadow {
+			continue
+		}
+		r.handle(ctx, a)
+		n++
+	}
+	if n > 0 {
+		r.log.Info("triaged stored alerts that had no incident", "alerts", n)
+	}
+}
+
+// rulePrefix returns the rule id at the start of an alert key.
+func rulePrefix(key string) string {
+	id, _, _ := strings.Cut(key, "\x1f")
+	return id
+}
+
+// handle triages one alert: join or open the incident, gather evidence,
+// write the incident, and only then plan its actions.
+func (r *Responder) handle(ctx context.Context, a Alert) {
+	rule := r.rules(a.Rule)
+	if rule != nil && rule.Shadow {
+		return
+	}
+	r.Stats.Alerts.Add(1)
+	ev, err := r.evidence(ctx, a)
+	if err != nil {
+		return // ctx ended; the alert is triaged by the next start's catch-up
+	}
+	inc, isNew, dup := r.triage(a, rule, ev)
+	if dup {
+		return
+	}
+	if err := r.retry(ctx, "write incident "+inc.ID, func(ctx context.Context) error { return r.store.WriteIncident(ctx, inc) }); err != nil {
+		return
+	}
+	if isNew {
+		r.Stats.Incidents.Add(1)
+		r.log.Warn("incident opened", "incident", inc.ID, "rule", inc.Rule, "severity", inc.SeverityName, "phi", inc.PHI)
+	}
+	r.plan(ctx, inc, a, rule)
+}
+
+func (r *Responder) evidence(ctx context.Context, a Alert) (Evidence, error) {
+	var ev Evidence
+	err := r.retry(ctx, "read evidence", func(ctx context.Context) error {
+		var err error
+		ev, err = r.store.Evidence(ctx, a.Source, a.SampleIDs, a.WindowStart.Add(-time.Hour), a.At.Add(time.Minute))
+		return err
+	})
+	return ev, err
+}
+
+// triage joins the alert to the open incident of its rule and group when
+// the alert's window began within the cooldown after that incident's last
+// alert (the activity went on), else opens a new incident. dup reports an
+// alert the incident already holds.
+func (r *Responder) triage(a Alert, rule *rules.Rule, ev Evidence) (inc *Incident, isNew, dup bool) {
+	now := r.cfg.Now().UTC()
+	key := a.Rule + "\x1f" + strings.Join(a.groupStrings(), "\x1f")
+	cooldown := a.WindowEnd.Sub(a.WindowStart)
+	if rule != nil && rule.Cooldown > 0 {
+		cooldown = rule.Cooldown
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	inc = r.open[key]
+	if inc != nil {
+		for _, k := range inc.AlertKeys {
+			if k == a.Key {
+				return inc, false, true
+			}
+		}
+	}
+	if inc == nil || a.WindowStart.After(inc.LastEvent.Add(cooldown)) {
+		isNew = true
+		sum := sha256.Sum256([]byte(key + "\x1f" + a.Key))
+		inc = &Incident{
+			ID: "inc_" + hex.EncodeToString(sum[:8]), Rule: a.Rule, Status: "open", Source: a.Source,
+			Group: a.groupStrings(), GroupJSON: a.groupJSON(), FirstEvent: a.WindowStart, OpenedAt: now,
+			Threshold: a.Threshold, Labels: a.Labels, QueryParams: map[string]string{},
+		}
+		r.open[key] = inc
+	}
+	if rule != nil {
+		inc.RuleHash, inc.RuleFileHash, inc.RuleFile = rule.Hash, rule.FileHash, rule.File
+	}
+	if isNew || a.Severity < inc.Severity {
+		inc.Severity = a.Severity
+		inc.SeverityName = rules.Severity(a.Severity).Name()
+	}
+	inc.PHI = inc.PHI || a.PHI
+	if inc.PHI && inc.NotificationDue.IsZero() {
+		inc.NotificationDue = inc.OpenedAt.Add(60 * 24 * time.Hour)
+	}
+	if a.WindowStart.Before(inc.FirstEvent) {
+		inc.FirstEvent = a.WindowStart
+	}
+	if a.At.After(inc.LastEvent) {
+		inc.LastEvent = a.At
+	}
+	inc.Value = a.Value
+	inc.Alerts++
+	inc.AlertKeys = append(inc.AlertKeys, a.Key)
+	inc.SampleIDs = union(inc.SampleIDs, a.SampleIDs, 50)
+	inc.Orgs = union(inc.Orgs, ev.Orgs, 100)
+	inc.Namespaces = union(inc.Namespaces, ev.Namespaces, 100)
+	inc.Keys = union(inc.Keys, ev.Keys, 100)
+	inc.AdminKeys = union(inc.AdminKeys, ev.AdminKeys, 100)
+	inc.Addresses = union(inc.Addresses, ev.Addresses, 100)
+	for _, g := range a.Group {
+		switch g.Field {
+		case "org_id":
+			inc.Orgs = union(inc.Orgs, []string{g.Value}, 100)
+		case "namespace":
+			inc.Namespaces = union(inc.Namespaces, []string{g.Value}, 100)
+		case "api_key_id":
+			inc.Keys = union(inc.Keys, []string{g.Value}, 100)
+		case "ip":
+			inc.Addresses = union(inc.Addresses, []string{g.Value}, 100)
+		}
+	}
+	inc.Actions = union(inc.Actions, a.Actions, 10)
+	inc.Query, inc.QueryParams = evidenceQuery(r.cfg.Database, a, inc, rule)
+	if contains(a.Actions, IsolateNamespace) && r.sys.Isolator == nil && len(inc.Namespaces) > 0 {
+		inc.Notes = union(inc.Notes, []string{"namespace isolation is not configured: a human must isolate " +
+			strings.Join(inc.Namespaces, ", ") + " (responders.admin_api.isolate)"}, 10)
+	}
+	inc.UpdatedAt = now
+	cp := *inc
+	return &cp, isNew, false
+}
+
+// evidenceQuery selects the contributing events: the rule's source table,
+// the incident's time span, the group's values. The rule's filter is an
+// expr expression, not SQL, so it is given as a comment.
+func evidenceQuery(db string, a Alert, inc *Incident, rule *rules.Rule) (string, map[string]string) {
+	table := "request_events"
+	if a.Source == "audit" {
+		table = "audit_events"
+	}
+	params := map[string]string{
+		"from": inc.FirstEvent.UTC().Format("2006-01-02 15:04:05.000"),
+		"to":   inc.LastEvent.UTC().Format("2006-01-02 15:04:05.000"),
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "SELECT * FROM %s.%s FINAL WHERE ts >= {from:DateTime64(3)} AND ts <= {to:DateTime64(3)}", db, table)
+	for i, g := range a.Group {
+		name := fmt.Sprintf("g%d", i)
+		params[name] = g.Value
+		fmt.Fprintf(&b, " AND toString(%s) = {%s:String}", g.Field, name)
+	}
+	b.WriteString(" ORDER BY ts")
+	if rule != nil && rule.WhereText != "" {
+		b.WriteString(" -- rule filter: " + strings.Join(strings.Fields(rule.WhereText), " "))
+	}
+	return b.String(), params
+}
+
+func union(dst, add []string, max int) []string {
+	for _, v := range add {
+		if v == "" || contains(dst, v) {
+			continue
+		}
+		if len(dst) >= max {
+			break
+		}
+		dst = append(dst, v)
+	}
+	return dst
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// retry runs f until it succeeds or ctx ends, with backoff; for writes
+// that must happen before anything else may (the incident, the planned
+// record of an action).
+func (r *Responder) retry(ctx context.Context, what string, f func(context.Context) error) error {
+	wait := r.cfg.RetryMin
+	for attempt := 1; ; attempt++ {
+		err := f(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.log.Warn("responders: "+what+" failed; retrying", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, r.cfg.RetryMax)
+	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

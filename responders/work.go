@@ -1,0 +1,343 @@
+package responders
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// work sends jobs until the job channel closes.
+func (r *Responder) work(ctx context.Context) {
+	for j := range r.jobs {
+		r.send(ctx, j)
+	}
+}
+
+// send makes the calls of one job with bounded retries, recording each
+// attempt. Retries honour a 429's Retry-After; a final answer (4xx) ends
+// them at once.
+func (r *Responder) send(ctx context.Context, j job) {
+	wait := r.cfg.RetryMin
+	for attempt := 1; ; attempt++ {
+		detail, err := r.call(ctx, j)
+		now := r.cfg.Now().UTC()
+		if err == nil {
+			recs := make([]ActionRecord, 0, len(j.targets))
+			for i, t := range j.targets {
+				rec := ActionRecord{At: now, IncidentID: j.inc.ID, Kind: j.kind, Target: t, Outcome: Succeeded, Attempt: attempt, Detail: detail}
+				if j.kind == BlockIP {
+					rec.ExpiresAt = j.blocks[i].Until
+				}
+				recs = append(recs, rec)
+			}
+			r.Stats.Actions.Add(uint64(len(recs)))
+			r.writeLog(ctx, recs)
+			return
+		}
+		final := IsFinal(err) || attempt >= r.cfg.MaxAttempts || ctx.Err() != nil
+		outcome := Retried
+		if final {
+			outcome = Failed
+		}
+		recs := make([]ActionRecord, 0, len(j.targets))
+		for _, t := range j.targets {
+			recs = append(recs, ActionRecord{At: now, IncidentID: j.inc.ID, Kind: j.kind, Target: t, Outcome: outcome, Attempt: attempt, Error: err.Error()})
+		}
+		r.mu.Lock()
+		tripped := r.brk.failure(now)
+		r.mu.Unlock()
+		if tripped {
+			if rec, ok := r.raise(GuardBreaker+":errors", j.inc.ID, now); ok {
+				recs = append(recs, rec)
+			}
+		}
+		if final {
+			r.Stats.Failed.Add(uint64(len(j.targets)))
+			r.log.Error("action failed", "action", j.kind, "incident", j.inc.ID, "attempts", attempt, "err", err)
+			r.forget(j)
+			r.writeLog(ctx, recs)
+			return
+		}
+		r.writeLog(ctx, recs)
+		d := wait
+		if ra := RetryAfter(err); ra > 0 {
+			d = ra
+		}
+		wait = min(2*wait, r.cfg.RetryMax)
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
+}
+
+// call makes one attempt of a job. The detail describes a success.
+func (r *Responder) call(ctx context.Context, j job) (string, error) {
+	switch j.kind {
+	case OpenIncident:
+		n := r.sys.Notifiers[j.targets[0]]
+		if n == nil {
+			return "", &CallError{System: j.targets[0], Op: "notify", Final: true, Msg: "not configured"}
+		}
+		return "", n.Notify(ctx, &j.inc)
+	case GuardAlert:
+		var errs []error
+		for _, name := range sortedNames(r.sys.Notifiers) {
+			errs = append(errs, r.sys.Notifiers[name].Notify(ctx, &j.inc))
+		}
+		return "", errors.Join(errs...)
+	case RevokeKey, RestoreKey:
+		status := "revoked"
+		if j.kind == RestoreKey {
+			status = "active"
+		}
+		err := r.sys.Keys.SetKeyStatus(ctx, j.targets[0], status)
+		if StatusOf(err) == 409 {
+			return "key was already " + status + " (HTTP 409)", nil
+		}
+		return "", err
+	case IsolateNamespace, LiftIsolation:
+		ns := namespaceOf(j.targets[0], j.inc.Orgs)
+		var err error
+		if j.kind == IsolateNamespace {
+			err = r.sys.Isolator.Isolate(ctx, ns)
+		} else {
+			err = r.sys.Isolator.Lift(ctx, ns)
+		}
+		if StatusOf(err) == 409 {
+			return "namespace was already in that state (HTTP 409)", nil
+		}
+		return "", err
+	case BlockIP:
+		return "", r.sys.Blocker.Block(ctx, j.blocks)
+	}
+	return "", &CallError{System: "vigil", Op: j.kind, Final: true, Msg: "unknown action"}
+}
+
+// namespaceOf names a namespace target; the org is the incident's only
+// org when there is exactly one.
+func namespaceOf(target string, orgs []string) Namespace {
+	if org, id, ok := strings.Cut(target, "/"); ok {
+		return Namespace{Org: org, ID: id}
+	}
+	ns := Namespace{ID: target}
+	if len(orgs) == 1 {
+		ns.Org = orgs[0]
+	}
+	return ns
+}
+
+// forget drops the in-force mark of a job that failed for good, so a
+// later alert may try again.
+func (r *Responder) forget(j job) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range j.targets {
+		if j.kind == BlockIP {
+			delete(r.blocks, t)
+			continue
+		}
+		delete(r.inForce, j.kind+"\x1f"+t)
+	}
+	if j.kind == BlockIP {
+		var recs []BlockRecord
+		for _, b := range j.blocks {
+			recs = append(recs, BlockRecord{Prefix: b.Prefix.String(), IncidentID: j.inc.ID, BlockedAt: r.cfg.Now().UTC(),
+				ExpiresAt: b.Until, Status: BlockRemoved})
+		}
+		go r.store.WriteBlocks(context.Background(), recs) //nolint:errcheck // best effort: a stale active row only causes a no-op unblock
+	}
+}
+
+// writeLog appends to the action log, retrying while ctx lives.
+func (r *Responder) writeLog(ctx context.Context, recs []ActionRecord) {
+	if err := r.retry(ctx, "write action log", func(ctx context.Context) error { return r.store.WriteActions(ctx, recs) }); err != nil {
+		r.log.Error("action log not written", "records", len(recs), "err", err)
+	}
+}
+
+// expire removes the blocks whose time is up, from the edge and then from
+// the ledger; the ledger makes this happen on time across restarts.
+func (r *Responder) expire(ctx context.Context) {
+	now := r.cfg.Now().UTC()
+	r.mu.Lock()
+	var due []BlockRecord
+	for _, b := range r.blocks {
+		if !b.ExpiresAt.After(now) {
+			due = append(due, b)
+		}
+	}
+	r.mu.Unlock()
+	if len(due) == 0 {
+		return
+	}
+	if r.sys.Blocker != nil {
+		prefixes := make([]netip.Prefix, 0, len(due))
+		for _, b := range due {
+			if p, err := netip.ParsePrefix(b.Prefix); err == nil {
+				prefixes = append(prefixes, p)
+			}
+		}
+		if err := r.sys.Blocker.Unblock(ctx, prefixes); err != nil {
+			r.log.Warn("unblocking expired blocks failed; retrying at the next pass", "blocks", len(due), "err", err)
+			return
+		}
+	}
+	recs := make([]ActionRecord, 0, len(due))
+	for i := range due {
+		recs = append(recs, ActionRecord{At: now, IncidentID: due[i].IncidentID, Kind: Unblock, Target: due[i].Prefix, Outcome: Succeeded,
+			Detail: "block expired at " + due[i].ExpiresAt.Format(time.RFC3339)})
+		due[i].Status = BlockRemoved
+	}
+	if r.retry(ctx, "write block ledger", func(ctx context.Context) error { return r.store.WriteBlocks(ctx, due) }) != nil {
+		return
+	}
+	r.mu.Lock()
+	for _, b := range due {
+		if cur, ok := r.blocks[b.Prefix]; ok && cur.BlockedAt.Equal(b.BlockedAt) {
+			delete(r.blocks, b.Prefix)
+		}
+	}
+	r.mu.Unlock()
+	r.Stats.Unblocked.Add(uint64(len(due)))
+	r.writeLog(ctx, recs)
+}
+
+// reconcile reads the edge back and repairs drift: blocks in force that
+// someone removed are added again, Vigil items with no block in force are
+// removed.
+func (r *Responder) reconcile(ctx context.Context) {
+	if r.sys.Blocker == nil || r.paused.Load() {
+		return
+	}
+	items, err := r.sys.Blocker.Items(ctx)
+	if err != nil {
+		r.log.Warn("reading the edge's blocks failed; reconciling at the next pass", "err", err)
+		return
+	}
+	now := r.cfg.Now().UTC()
+	atEdge := map[string]bool{}
+	var extra []netip.Prefix
+	r.mu.Lock()
+	for _, it := range items {
+		atEdge[it.Prefix.String()] = true
+		if _, ok := r.blocks[it.Prefix.String()]; !ok {
+			extra = append(extra, it.Prefix)
+		}
+	}
+	var missing []Block
+	for _, b := range r.blocks {
+		p, err := netip.ParsePrefix(b.Prefix)
+		if err != nil || atEdge[b.Prefix] || !b.ExpiresAt.After(now) || b.BlockedAt.After(now.Add(-time.Minute)) {
+			continue // in place, expiring anyway, or still being sent
+		}
+		missing = append(missing, Block{Prefix: p, IncidentID: b.IncidentID, Until: b.ExpiresAt})
+	}
+	r.mu.Unlock()
+	var recs []ActionRecord
+	if len(missing) > 0 {
+		if err := r.sys.Blocker.Block(ctx, missing); err != nil {
+			r.log.Warn("re-adding blocks removed at the edge failed", "blocks", len(missing), "err", err)
+		} else {
+			for _, b := range missing {
+				recs = append(recs, ActionRecord{At: now, IncidentID: b.IncidentID, Kind: BlockIP, Target: b.Prefix.String(),
+					Outcome: Succeeded, Detail: "re-added by reconcile: removed at the edge while in force", ExpiresAt: b.Until})
+			}
+		}
+	}
+	if len(extra) > 0 {
+		if err := r.sys.Blocker.Unblock(ctx, extra); err != nil {
+			r.log.Warn("removing stale blocks at the edge failed", "blocks", len(extra), "err", err)
+		} else {
+			for _, p := range extra {
+				recs = append(recs, ActionRecord{At: now, Kind: Unblock, Target: p.String(), Outcome: Succeeded,
+					Detail: "removed by reconcile: no block in force"})
+			}
+		}
+	}
+	if len(recs) > 0 {
+		r.Stats.Drift.Add(uint64(len(recs)))
+		r.log.Warn("edge drift repaired", "readded", len(missing), "removed", len(extra))
+		r.writeLog(ctx, recs)
+	}
+}
+
+// resume re-sends the actions a crash left planned without an outcome.
+// Revoking a revoked key or isolating an isolated namespace answers 409,
+// recorded as already applied, so nothing is applied twice.
+func (r *Responder) resume(ctx context.Context) {
+	r.mu.Lock()
+	var jobs []job
+	for _, a := range r.inForce {
+		if a.Outcome == Planned && (a.Kind == RevokeKey || a.Kind == IsolateNamespace) {
+			jobs = append(jobs, job{kind: a.Kind, targets: []string{a.Target}, inc: Incident{ID: a.IncidentID}})
+		}
+	}
+	r.mu.Unlock()
+	for _, j := range jobs {
+		r.log.Info("re-checking an action left without outcome by a restart", "action", j.kind, "incident", j.inc.ID)
+		select {
+		case r.jobs <- j:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Undo runs an operator's command — restore_key, lift_isolation or
+// unblock_ip — synchronously, recorded like any action. It is never
+// guarded: an operator undoing an action knows what they do.
+func (r *Responder) Undo(ctx context.Context, kind, target, incidentID string) error {
+	now := r.cfg.Now().UTC()
+	switch kind {
+	case RestoreKey:
+		if r.sys.Keys == nil {
+			return errors.New("responders.admin_api is not configured")
+		}
+	case LiftIsolation:
+		if r.sys.Isolator == nil {
+			return errors.New("responders.admin_api.isolate is not configured")
+		}
+	case Unblock:
+		if r.sys.Blocker == nil {
+			return errors.New("responders.cloudflare is not configured")
+		}
+		addr, err := netip.ParseAddr(target)
+		p := netip.Prefix{}
+		if err == nil {
+			p = BlockPrefix(addr)
+		} else if p, err = netip.ParsePrefix(target); err != nil {
+			return errors.New("unblock: " + target + " is not an address or range")
+		}
+		if err := r.sys.Blocker.Unblock(ctx, []netip.Prefix{p}); err != nil {
+			r.writeLog(ctx, []ActionRecord{{At: now, IncidentID: incidentID, Kind: kind, Target: p.String(), Outcome: Failed, Error: err.Error(), Detail: "operator command"}})
+			return err
+		}
+		rec := BlockRecord{Prefix: p.String(), IncidentID: incidentID, BlockedAt: now, ExpiresAt: now, Status: BlockRemoved}
+		if blocks, err := r.store.ActiveBlocks(ctx); err == nil {
+			for _, b := range blocks {
+				if b.Prefix == p.String() {
+					rec = b
+					rec.Status = BlockRemoved
+				}
+			}
+		}
+		if err := r.store.WriteBlocks(ctx, []BlockRecord{rec}); err != nil {
+			return err
+		}
+		return r.store.WriteActions(ctx, []ActionRecord{{At: now, IncidentID: incidentID, Kind: kind, Target: p.String(), Outcome: Succeeded, Detail: "operator command"}})
+	default:
+		return errors.New("unknown operator command " + kind)
+	}
+	if err := r.store.WriteActions(ctx, []ActionRecord{{At: now, IncidentID: incidentID, Kind: kind, Target: target, Outcome: Planned, Detail: "operator command"}}); err != nil {
+		return err
+	}
+	before := r.Stats.Failed.Load()
+	r.send(ctx, job{kind: kind, targets: []string{target}, inc: Incident{ID: incidentID}})
+	if r.Stats.Failed.Load() != before {
+		return errors.New(kind + " " + target + " failed; see `vigil incidents show " + incidentID + "`")
+	}
+	return nil
+}
