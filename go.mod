@@ -3,15 +3,16 @@ module github.com/vigil-sec/vigil
 go 1.26.8
 
 require (
+	github.com/cloudflare/cloudflare-go/v6 v6.10.0
 	github.com/expr-lang/expr v1.17.8
+	github.com/getsentry/sentry-go v0.46.2
+	github.com/oklog/run v1.2.0
+	golang.org/x/time v0.16.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
-	github.com/cloudflare/cloudflare-go/v6 v6.10.0 // indirect
-	github.com/getsentry/sentry-go v0.46.2 // indirect
-	github.com/oklog/run v1.2.0 // indirect
-	github.com/prometheus/client_golang v1.25.0 // indirect
+	github.com/kr/text v0.2.0 // indirect
 	github.com/tidwall/gjson v1.14.4 // indirect
 	github.com/tidwall/match v1.1.1 // indirect
 	github.com/tidwall/pretty v1.2.1 // indirect
@@ -20,7 +21,6 @@ require (
 	github.com/xdg-go/scram v1.1.2 // indirect
 	github.com/xdg-go/stringprep v1.0.4 // indirect
 	golang.org/x/text v0.42.0 // indirect
-	golang.org/x/time v0.16.0 // indirect
 )
 
 require (

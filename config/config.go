@@ -20,6 +20,7 @@ type Config struct {
 	Rules      RulesConfig       `yaml:"rules"`
 	Detector   Detector          `yaml:"detector"`
 	Namespaces map[string]string `yaml:"namespaces" doc:"namespace → data_classification for records that carry none"`
+	Responders Responders        `yaml:"responders"`
 	Log        Log               `yaml:"log"`
 }
 
@@ -124,8 +125,9 @@ func Default() Config {
 			MaxBuffered:   500000,
 			Retention:     Retention{Requests: Duration(90 * 24 * time.Hour), Audit: Duration(365 * 24 * time.Hour)},
 		},
-		Detector: Detector{MaxGroups: 100000, Lateness: Duration(10 * time.Minute), RebuildLookback: Duration(24 * time.Hour)},
-		Log:      Log{Level: "info", Format: "json"},
+		Detector:   Detector{MaxGroups: 100000, Lateness: Duration(10 * time.Minute), RebuildLookback: Duration(24 * time.Hour)},
+		Responders: defaultResponders(),
+		Log:        Log{Level: "info", Format: "json"},
 	}
 }
 
@@ -204,6 +206,7 @@ func (c *Config) validate() []string {
 			bad("namespaces."+ns, "unknown classification %q; use PUBLIC, INTERNAL, CONFIDENTIAL or PHI", class)
 		}
 	}
+	c.Responders.validate(bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -198,11 +198,15 @@ func hasField(fields map[string]int, key string) bool {
 }
 
 // secretFile reads a secret from the file a *_file key names (Kubernetes
-// and systemd credentials); one trailing newline is dropped.
+// and systemd credentials); one trailing newline is dropped. A relative
+// path is relative to the configuration file, like rule paths.
 func (d *decoder) secretFile(n *yaml.Node, v reflect.Value, key string) {
 	path, ok := d.scalarText(n, key)
 	if !ok {
 		return
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(filepath.Dir(d.file), path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

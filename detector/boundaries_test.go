@@ -18,6 +18,8 @@ func TestClientLibrariesStayInTheirPackages(t *testing.T) {
 		"github.com/segmentio/kafka-go":        {"ingest", "devbroker"},
 		"github.com/twmb/franz-go":             {"devbroker"},
 		"github.com/ClickHouse/clickhouse-go/": {"storage", "internal/chtest"},
+		"github.com/cloudflare/cloudflare-go":  {"responders/cloudflare"},
+		"github.com/getsentry/sentry-go":       {"responders/sentry"},
 	}
 	root := ".."
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {

@@ -153,6 +153,8 @@ func (r *Responder) plan(ctx context.Context, inc *Incident, a Alert, rule *rule
 }
 
 // check runs the guards in order for one target; it returns the guard
+// that stops the action ("" when none does). A dry run shows what would
+// be done, so it does not need the system to be configured. It returns the guard
 // that stops the action ("" when none does), the block range for
 // block_ip, and a detail for the record. Callers hold r.mu.
 func (r *Responder) check(kind, target string, inc *Incident, rule *rules.Rule, dry bool, now time.Time) (string, netip.Prefix, string) {
@@ -162,7 +164,7 @@ func (r *Responder) check(kind, target string, inc *Incident, rule *rules.Rule, 
 	}
 	switch kind {
 	case RevokeKey:
-		if r.sys.Keys == nil {
+		if r.sys.Keys == nil && !dry {
 			return GuardNotConfigured, prefix, "responders.admin_api is not configured"
 		}
 		if r.allow.keys[target] {
@@ -172,11 +174,11 @@ func (r *Responder) check(kind, target string, inc *Incident, rule *rules.Rule, 
 			return GuardAdminKey, prefix, "ADMIN key; the rule does not set allow_admin_revoke: true"
 		}
 	case IsolateNamespace:
-		if r.sys.Isolator == nil {
+		if r.sys.Isolator == nil && !dry {
 			return GuardNotConfigured, prefix, "responders.admin_api.isolate is not configured: a human must isolate this namespace"
 		}
 	case BlockIP:
-		if r.sys.Blocker == nil {
+		if r.sys.Blocker == nil && !dry {
 			return GuardNotConfigured, prefix, "responders.cloudflare is not configured"
 		}
 		addr, err := netip.ParseAddr(target)

@@ -21,6 +21,9 @@ import (
 type Config struct {
 	// DryRun records every planned action as dry_run and calls nothing.
 	DryRun bool
+	// Paused is the configured kill switch; `vigil respond pause` sets the
+	// one in ClickHouse, and either pauses every action.
+	Paused bool
 	// Database is the ClickHouse database named in incidents' evidence queries.
 	Database string
 	// QueueSize bounds the alerts waiting for triage (default 10000). When
@@ -147,7 +150,7 @@ type Responder struct {
 
 	allow allowlist
 
-	mu        sync.Mutex // guards everything below
+	mu        sync.Mutex           // guards everything below
 	open      map[string]*Incident // rule|group → open incident
 	inForce   map[string]ActionRecord
 	blocks    map[string]BlockRecord // prefix → active block
@@ -155,6 +158,28 @@ type Responder struct {
 	perInc    map[string]int // incident|kind → actions planned
 	brk       breaker
 	raised    map[string]time.Time // guard alert → when last raised
+	seen      map[string]bool      // alert keys triaged, so a redelivered alert is absorbed
+	seenOrder []string
+}
+
+// maxSeen bounds the alert keys remembered; older ones are still found in
+// ClickHouse by the catch-up pass, which skips alerts an incident holds.
+const maxSeen = 100000
+
+// remember records an alert key as triaged. Callers hold r.mu.
+func (r *Responder) remember(key string) {
+	if r.seen[key] {
+		return
+	}
+	r.seen[key] = true
+	r.seenOrder = append(r.seenOrder, key)
+	if len(r.seenOrder) > maxSeen {
+		old := r.seenOrder[:maxSeen/2]
+		for _, k := range old {
+			delete(r.seen, k)
+		}
+		r.seenOrder = append([]string(nil), r.seenOrder[maxSeen/2:]...)
+	}
 }
 
 // job is one action to send: a kind, its targets and the incident.
@@ -173,7 +198,7 @@ func New(cfg Config, store Store, sys Systems, lookup func(id string) *rules.Rul
 		cfg: cfg, store: store, sys: sys, rules: lookup, log: cfg.Logger,
 		queue: make(chan Alert, cfg.QueueSize), jobs: make(chan job, cfg.Workers*16),
 		open: map[string]*Incident{}, inForce: map[string]ActionRecord{}, blocks: map[string]BlockRecord{},
-		perMinute: map[string]*slidingCount{}, perInc: map[string]int{}, raised: map[string]time.Time{},
+		perMinute: map[string]*slidingCount{}, perInc: map[string]int{}, raised: map[string]time.Time{}, seen: map[string]bool{},
 		allow: newAllowlist(cfg.AllowCIDRs, cfg.AllowKeys),
 		brk:   breaker{maxActions: cfg.BreakerActions, maxErrors: cfg.BreakerErrors, cooldown: cfg.BreakerCooldown},
 	}
@@ -237,6 +262,7 @@ func (r *Responder) Run(ctx context.Context) error {
 				lastRefresh = time.Now()
 			}
 			if p, err := r.store.Paused(ctx); err == nil {
+				p = p || r.cfg.Paused
 				if r.paused.Swap(p) != p {
 					r.log.Warn("responders kill switch changed", "paused", p)
 				}
@@ -260,10 +286,13 @@ func (r *Responder) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.paused.Store(paused)
+	r.paused.Store(paused || r.cfg.Paused)
 	r.mu.Lock()
 	for _, inc := range incs {
 		r.open[inc.Rule+"\x1f"+strings.Join(inc.Group, "\x1f")] = inc
+		for _, k := range inc.AlertKeys {
+			r.remember(k)
+		}
 	}
 	for _, b := range blocks {
 		r.blocks[b.Prefix] = b
@@ -398,14 +427,11 @@ func (r *Responder) triage(a Alert, rule *rules.Rule, ev Evidence) (inc *Inciden
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	inc = r.open[key]
-	if inc != nil {
-		for _, k := range inc.AlertKeys {
-			if k == a.Key {
-				return inc, false, true
-			}
-		}
+	if r.seen[a.Key] {
+		return nil, false, true
 	}
+	r.remember(a.Key)
+	inc = r.open[key]
 	if inc == nil || a.WindowStart.After(inc.LastEvent.Add(cooldown)) {
 		isNew = true
 		sum := sha256.Sum256([]byte(key + "\x1f" + a.Key))

@@ -83,6 +83,13 @@ for _ in $(seq 120); do
 	[ "$now" = "$last" ] && [ "$now" != 0 ] && break
 	last=$now
 done
+# …and until the responders have triaged every alert into an incident.
+for _ in $(seq 60); do
+	pending=$(chq "SELECT count() FROM $DB.alerts FINAL WHERE alert_key NOT IN (SELECT arrayJoin(alert_keys) FROM $DB.incidents)" 2>/dev/null || echo 1)
+	[ "$pending" = 0 ] && break
+	sleep 1
+done
+sleep 1
 pkill -TERM -f "$VIGIL run --config $OUT/vigil.yaml" 2>/dev/null || true
 wait "$daemon_pipe" 2>/dev/null || true
 
@@ -94,12 +101,26 @@ chq "SELECT (SELECT uniqExact(request_id) FROM $DB.request_events) AS request_ev
             (SELECT count() FROM $DB.alerts FINAL) AS alerts FORMAT PrettyCompactNoEscapes" | sed 's/^/    /'
 chq "SELECT reason, count() AS n FROM $DB.dead_letters FINAL GROUP BY reason ORDER BY n DESC LIMIT 5 FORMAT PrettyCompactNoEscapes" | sed 's/^/    /'
 
+echo
+echo "==> incidents and the dry-run response (responders.dry_run is on by default: nothing is called)"
+chq "SELECT severity_name AS severity, count() AS incidents, countIf(phi) AS phi, sum(alerts) AS alerts FROM $DB.incidents FINAL
+     GROUP BY severity, severity ORDER BY any(severity) FORMAT PrettyCompactNoEscapes" | sed 's/^/    /'
+chq "SELECT kind, outcome, guard, count() AS n FROM $DB.actions GROUP BY kind, outcome, guard ORDER BY kind, outcome, guard
+     FORMAT PrettyCompactNoEscapes" | sed 's/^/    /'
+first=$(chq "SELECT id FROM $DB.incidents FINAL WHERE severity = 1 ORDER BY opened_at, id LIMIT 1" 2>/dev/null || true)
+if [ -n "$first" ]; then
+	echo "==> $VIGIL incidents show $first --config $OUT/vigil.yaml"
+	"$VIGIL" incidents show "$first" --config "$OUT/vigil.yaml" 2>&1 | sed 's/^/    /'
+fi
+
 cat <<EOF
 
 ==> next (ClickHouse stops when this script ends; run scripts/clickhouse.sh start to query it later)
   SELECT rule, severity, at, group_json, value FROM $DB.alerts FINAL ORDER BY at
   SELECT ts, ip, route, status FROM $DB.request_events WHERE ip = '<an alert's ip>' ORDER BY ts
   SELECT reason, raw FROM $DB.dead_letters LIMIT 10
+  $VIGIL incidents list --config $OUT/vigil.yaml      (needs ClickHouse running)
+  docs/responders.md         incidents, actions, guards, and going from dry run to enforcement
   $OUT/vigil.yaml        the daemon's configuration ($VIGIL config check $OUT/vigil.yaml)
   $OUT/alerts.jsonl      the alerts as JSON, one per line
   docs/daemon.md             delivery guarantees, tables, configuration

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/vigil-sec/vigil/config"
 	"github.com/vigil-sec/vigil/rules"
@@ -20,6 +21,12 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		var set *rules.Set
 		if set, err = rules.LoadFiles(cfg.Rules.Paths...); err == nil {
+			// The responders' clients validate what only they understand
+			// (admin API templates, Cloudflare ids), without connecting.
+			if _, err := buildSystems(cfg, slog.New(slog.DiscardHandler)); err != nil {
+				fmt.Fprintln(stdout, err)
+				return 1
+			}
 			fmt.Fprintf(stdout, "ok: %s (%d rules from %d files)\n", args[1], len(set.Rules), len(set.Files))
 			return 0
 		}

@@ -357,6 +357,15 @@ log:
 		time.Sleep(100 * time.Millisecond)
 	}
 	caughtUp := time.Since(restart)
+	// The responders triage every stored alert into an incident, including
+	// alerts the kill left untriaged (the catch-up pass at start).
+	untriaged := "SELECT count() FROM " + db + ".alerts FINAL WHERE alert_key NOT IN (SELECT arrayJoin(alert_keys) FROM " + db + ".incidents)"
+	for countQuery(t, addr, db, untriaged) != 0 {
+		if time.Since(restart) > patience {
+			t.Fatalf("alerts without an incident %v after the restart:\n%s", time.Since(restart), d2.tail(20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err := d2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -454,6 +463,16 @@ log:
 			t.Errorf("not in replay (fired twice or wrongly after the restart): %s", s)
 		}
 	}
+	// No incident twice: every alert is held by exactly one incident.
+	if n := countQuery(t, addr, db, "SELECT count() FROM (SELECT k FROM (SELECT arrayJoin(alert_keys) AS k FROM "+db+
+		".incidents FINAL) GROUP BY k HAVING count() > 1)"); n != 0 {
+		t.Errorf("%d alerts are held by more than one incident", n)
+	}
+	incidents := countQuery(t, addr, db, "SELECT count() FROM "+db+".incidents FINAL")
+	if called := countQuery(t, addr, db, "SELECT count() FROM "+db+".actions WHERE outcome NOT IN ('dry_run', 'skipped', 'raised')"); called != 0 {
+		t.Errorf("%d actions went beyond dry run with responders.dry_run on", called)
+	}
+	t.Logf("%d incidents from %d alerts", incidents, len(got))
 	t.Logf("%d records (%d invalid, %d TTL-expired), %d rows before merge (%d redelivered duplicates), %d stored at the kill, caught up %v after the restart, total %v",
 		total, invalid, expReq+expAud, rawRows, rawRows-wantReq-wantAud, storedAtKill, caughtUp.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	t.Logf("alerts vs replay after the kill: replay %d, stored %d, %d of replay's missing (dormant beyond retention), %d not in replay",

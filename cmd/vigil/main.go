@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/vigil-sec/vigil/responders"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -20,6 +22,11 @@ Usage:
   vigil rules test PATH...
   vigil generate --out DIR [--start RFC3339] [--duration 24h] [--rate 50] [--seed 1] [--attacks all|none|NAME,...] [--gzip]
   vigil config check FILE
+  vigil incidents list|show ID|resolve ID --config FILE
+  vigil keys restore KEY --incident ID --config FILE
+  vigil namespaces lift [ORG/]NAMESPACE --incident ID --config FILE
+  vigil ips unblock ADDRESS --incident ID --config FILE
+  vigil respond pause|resume|status --config FILE
   vigil dev broker [--addr HOST:PORT] [--data DIR] [--topic NAME=PARTITIONS ...]
   vigil dev produce [--brokers ADDR] [--requests FILE] [--audit FILE] [--rate N]
   vigil version
@@ -60,6 +67,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdConfig(args[1:], stdout, stderr)
 	case "dev":
 		return cmdDev(args[1:], stdout, stderr)
+	case "incidents":
+		return cmdIncidents(args[1:], stdout, stderr)
+	case "keys", "namespaces", "ips":
+		undo := map[string][2]string{"keys": {"restore", responders.RestoreKey}, "namespaces": {"lift", responders.LiftIsolation},
+			"ips": {"unblock", responders.Unblock}}[args[0]]
+		if len(args) < 2 || args[1] != undo[0] {
+			fmt.Fprintf(stderr, "usage: vigil %s %s TARGET --incident ID --config FILE\n", args[0], undo[0])
+			return 2
+		}
+		return cmdUndo(undo[1], args[0]+" "+undo[0], args[2:], stdout, stderr)
+	case "respond":
+		return cmdRespond(args[1:], stdout, stderr)
 	case "generate":
 		return cmdGenerate(args[1:], stdout, stderr)
 	case "version", "--version":

@@ -21,6 +21,7 @@ import (
 	"github.com/vigil-sec/vigil/event"
 	"github.com/vigil-sec/vigil/ingest"
 	"github.com/vigil-sec/vigil/pipeline"
+	"github.com/vigil-sec/vigil/responders"
 	"github.com/vigil-sec/vigil/rules"
 	"github.com/vigil-sec/vigil/storage"
 )
@@ -111,7 +112,7 @@ func runDaemon(cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.W
 	}
 
 	det := detector.New(set.Rules, detector.Config{MaxGroups: cfg.Detector.MaxGroups, Lateness: cfg.Detector.Lateness.D(),
-		Namespaces: cfg.Namespaces, Shards: cfg.Detector.ShardCount()})
+		Namespaces: cfg.Namespaces, Shards: cfg.Detector.ShardCount(), Policy: policy(cfg)})
 	defer det.Close()
 	// Continue where the last run stopped: replay the committed history of
 	// the rules' lookback so windows, baselines and cooldowns are whole.
@@ -127,6 +128,31 @@ func runDaemon(cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.W
 		}
 		log.Info("detection state rebuilt from ClickHouse", "events", n, "lookback", lb.String(), "took", time.Since(began).Round(time.Millisecond).String())
 	}
+	// Responders: alerts become incidents in ClickHouse, then actions run
+	// behind the guards. The queue never blocks the data path.
+	var resp *responders.Responder
+	if cfg.Responders.Enabled {
+		sys, err := buildSystems(cfg, log)
+		if err != nil {
+			return err
+		}
+		if e, ok := sys.Blocker.(interface{ Ensure(context.Context) error }); ok {
+			// Create the IP list and the WAF rule now, so a bad token or
+			// scope shows at start rather than at the first attack.
+			ectx, ecancel := context.WithTimeout(ctx, time.Minute)
+			if err := e.Ensure(ectx); err != nil {
+				log.Error("cloudflare set-up failed; block_ip will retry it at the first block", "err", err)
+			}
+			ecancel()
+		}
+		byID := map[string]*rules.Rule{}
+		for _, r := range set.Rules {
+			byID[r.ID] = r
+		}
+		resp = responders.New(respondersConfig(cfg, log), store, sys, func(id string) *rules.Rule { return byID[id] })
+		log.Info("responders ready", "dry_run", cfg.Responders.DryRun, "paused", cfg.Responders.Paused,
+			"notifiers", len(sys.Notifiers), "admin_api", sys.Keys != nil, "isolation", sys.Isolator != nil, "cloudflare", sys.Blocker != nil)
+	}
 	var line []byte
 	pl := pipeline.New(pipeline.Config{
 		BatchSize: cfg.ClickHouse.BatchSize, BatchInterval: cfg.ClickHouse.BatchInterval.D(),
@@ -137,6 +163,9 @@ func runDaemon(cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.W
 				line = append(a.AppendJSON(line[:0]), '\n')
 				stdout.Write(line)
 			}
+			if resp != nil && !a.Rule.Shadow {
+				resp.Enqueue(responders.FromDetector(a))
+			}
 		},
 	}, consumer, store, dlq, det)
 
@@ -145,6 +174,10 @@ func runDaemon(cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.W
 	{
 		pctx, pcancel := context.WithCancel(ctx)
 		g.Add(func() error { return pl.Run(pctx) }, func(error) { pcancel() })
+	}
+	if resp != nil {
+		rctx, rcancel := context.WithCancel(ctx)
+		g.Add(func() error { return resp.Run(rctx) }, func(error) { rcancel() })
 	}
 	{
 		sig := make(chan os.Signal, 1)

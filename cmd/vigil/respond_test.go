@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vigil-sec/vigil/devbroker/brokertest"
+	"github.com/vigil-sec/vigil/internal/chtest"
+	"github.com/vigil-sec/vigil/internal/itest"
+	"github.com/vigil-sec/vigil/responders/adminapi/admintest"
+	"github.com/vigil-sec/vigil/responders/cloudflare/cftest"
+	"github.com/vigil-sec/vigil/responders/sentry/sentrytest"
+)
+
+// TestDaemonRespondsToAnAttack runs `vigil run` with enforcement on and
+// every responder pointed at a local server that speaks its system's API:
+// a brute force from one address and a burst on one key become incidents,
+// a Sentry event, a block in the Cloudflare list and a revoked key — and
+// no configured secret appears in the daemon's output.
+func TestDaemonRespondsToAnAttack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs ClickHouse and the dev broker")
+	}
+	const (
+		adminToken = "admin-token-s3cr3t-7781"
+		cfToken    = "cf-token-s3cr3t-9912"
+		account    = "0123456789abcdef0123456789abcdef"
+		zone       = "fedcba9876543210fedcba9876543210"
+	)
+	admin := admintest.New(t, adminToken)
+	admin.AddKey("key_stolen", "active", "WRITE")
+	admin.AddKey("key_root", "active", "ADMIN")
+	cf := cftest.New(t, cfToken)
+	sentry := sentrytest.New(t)
+	broker := brokertest.Start(t, map[string]int32{"requests": 1, "audit": 1})
+	addr, db := chtest.NewDatabase(t)
+	t.Cleanup(func() { dropConn(addr, db) })
+
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("rules.yaml", `rules:
+  - id: brute-force
+    source: requests
+    where: 'status == 401'
+    group_by: [ip]
+    window: 1m
+    aggregate: count
+    threshold: '>= 20'
+    severity: critical
+    actions: [open_incident, block_ip]
+  - id: key-burst
+    source: requests
+    where: 'status == 200'
+    group_by: [api_key_id]
+    window: 1m
+    aggregate: count
+    threshold: '>= 20'
+    severity: high
+    actions: [open_incident, revoke_key]
+`)
+	cfgPath := write("vigil.yaml", fmt.Sprintf(`kafka:
+  brokers: [%q]
+  group_id: vigil
+  dead_letter_topic: ""
+clickhouse:
+  addr: [%q]
+  database: %s
+  batch_size: 500
+  batch_interval: 100ms
+  max_buffered_events: 2000
+rules:
+  paths: [rules.yaml]
+responders:
+  dry_run: false
+  retries: {min_backoff: 50ms, max_backoff: 200ms}
+  sentry:
+    dsn_file: sentry.dsn
+  admin_api:
+    url: %q
+    token_file: admin.token
+  cloudflare:
+    api_token: ${TEST_CF_TOKEN}
+    base_url: %q
+    account_id: %s
+    zone_id: %s
+log:
+  level: info
+  format: json
+`, broker.Addr(), addr, db, admin.URL, cf.URL(), account, zone))
+	write("sentry.dsn", sentry.DSN()+"\n")
+	write("admin.token", adminToken+"\n")
+	t.Setenv("TEST_CF_TOKEN", cfToken)
+
+	var reqs bytes.Buffer
+	t0 := time.Now().UTC().Add(-10 * time.Minute).Truncate(time.Second)
+	line := func(i int, ip, key, perm string, status int) {
+		keyFields := ""
+		if key != "" {
+			keyFields = fmt.Sprintf(`"api_key_id":%q,"key_permission":%q,`, key, perm)
+		}
+		fmt.Fprintf(&reqs, `{"ts":%q,"request_id":"req_%d","org_id":"org_1",%s"ip":%q,`+
+			`"method":"POST","route":"/v1/organizations","operation":"metadata","status":%d}`+"\n",
+			t0.Add(time.Duration(i)*100*time.Millisecond).Format(time.RFC3339Nano), i, keyFields, ip, status)
+	}
+	for i := range 30 {
+		line(i, "198.51.100.50", "", "", 401) // brute force from one address
+	}
+	for i := 30; i < 60; i++ {
+		line(i, "203.0.113.8", "key_stolen", "WRITE", 200) // a stolen key in a burst
+	}
+	for i := 60; i < 90; i++ {
+		line(i, "192.168.1.10", "key_root", "ADMIN", 401) // an internal address: never blocked
+	}
+	itest.Produce(t, broker.Addr(), "requests", reqs.Bytes())
+
+	logPath := filepath.Join(dir, "daemon.log")
+	d := startDaemon(t, cfgPath, logPath)
+	defer func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.tail(60))
+		}
+	}()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		k, _ := admin.Key("key_stolen")
+		items := cf.Items(account, "vigil_blocked")
+		if k.Status == "revoked" && len(items) == 1 && len(sentry.Events()) >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no response in 1m: key %s, blocks %v, sentry events %d", k.Status, items, len(sentry.Events()))
+		}
+		if d.cmd.ProcessState != nil {
+			t.Fatal("daemon exited")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if items := cf.Items(account, "vigil_blocked"); items[0].IP != "198.51.100.50" || !strings.Contains(items[0].Comment, "vigil incident=inc_") {
+		t.Errorf("block item = %+v", items[0])
+	}
+	if rules := cf.Rules(zone); len(rules) != 1 || rules[0].Expression != "ip.src in $vigil_blocked" {
+		t.Errorf("WAF rules = %+v", rules)
+	}
+	if k, _ := admin.Key("key_root"); k.Status != "active" {
+		t.Errorf("ADMIN key status = %s", k.Status)
+	}
+	// Three incidents: the brute force from the internal address is one
+	// too, but its block is refused by the allowlist.
+	if n := countQuery(t, addr, db, "SELECT count() FROM "+db+".incidents FINAL"); n != 3 {
+		t.Errorf("incidents = %d, want 3", n)
+	}
+	if n := countQuery(t, addr, db, "SELECT count() FROM "+db+".actions WHERE kind = 'block_ip' AND target = '192.168.1.10' AND guard = 'allowlist'"); n != 1 {
+		t.Errorf("allowlist skips of 192.168.1.10 = %d, want 1", n)
+	}
+	// Every action happened after its incident row was written: the
+	// planned row of each action is written after the incident, and
+	// the incident's updated_at precedes it.
+	if n := countQuery(t, addr, db, "SELECT count() FROM "+db+".actions AS a INNER JOIN (SELECT id, min(updated_at) AS first FROM "+db+
+		".incidents GROUP BY id) AS i ON a.incident_id = i.id WHERE a.at < i.first"); n != 0 {
+		t.Errorf("%d actions recorded before their incident", n)
+	}
+
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Wait()
+	log, _ := os.ReadFile(logPath)
+	for _, secret := range []string{adminToken, cfToken, sentry.PublicKey()} {
+		if bytes.Contains(log, []byte(secret)) {
+			t.Errorf("a configured secret appears in the daemon's output")
+		}
+	}
+}

@@ -1,0 +1,492 @@
+package responders_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vigil-sec/vigil/detector"
+	"github.com/vigil-sec/vigil/event"
+	"github.com/vigil-sec/vigil/internal/chtest"
+	"github.com/vigil-sec/vigil/responders"
+	"github.com/vigil-sec/vigil/responders/adminapi"
+	"github.com/vigil-sec/vigil/responders/adminapi/admintest"
+	"github.com/vigil-sec/vigil/responders/cloudflare"
+	"github.com/vigil-sec/vigil/responders/cloudflare/cftest"
+	"github.com/vigil-sec/vigil/rules"
+	"github.com/vigil-sec/vigil/storage"
+)
+
+func TestMain(m *testing.M) { chtest.Main(m) }
+
+const (
+	adminToken = "adm-secret-token-1"
+	cfToken    = "cf-secret-token-1"
+	account    = "0123456789abcdef0123456789abcdef"
+	zone       = "fedcba9876543210fedcba9876543210"
+)
+
+var t0 = time.Date(2026, 11, 22, 18, 0, 0, 0, time.UTC)
+
+// env is one test's world: a real ClickHouse database, the admin API and
+// Cloudflare test servers, and the real clients pointed at them.
+type env struct {
+	store *storage.Store
+	admin *admintest.Server
+	cf    *cftest.Server
+	sys   responders.Systems
+	rules map[string]*rules.Rule
+}
+
+const ruleYAML = `rules:
+  - id: brute
+    source: requests
+    group_by: [ip]
+    window: 1m
+    aggregate: count
+    threshold: '> 5'
+    severity: critical
+    actions: [block_ip]
+  - id: key-abuse
+    source: requests
+    group_by: [api_key_id]
+    window: 1m
+    aggregate: count
+    threshold: '> 5'
+    severity: high
+    actions: [revoke_key]
+  - id: admin-abuse
+    source: requests
+    group_by: [api_key_id]
+    window: 1m
+    aggregate: count
+    threshold: '> 5'
+    severity: high
+    allow_admin_revoke: true
+    actions: [revoke_key]
+  - id: exfil
+    source: requests
+    group_by: [org_id]
+    window: 1m
+    aggregate: count
+    threshold: '> 5'
+    severity: critical
+    actions: [isolate_namespace, watch]
+`
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	addr, db := chtest.NewDatabase(t)
+	store, err := storage.Open(context.Background(), storage.Config{Addr: []string{addr}, Database: db, Username: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	e := &env{store: store, admin: admintest.New(t, adminToken), cf: cftest.New(t, cfToken), rules: map[string]*rules.Rule{}}
+	rs, errs := rules.Parse("test.yaml", []byte(ruleYAML))
+	if errs.Err() != nil {
+		t.Fatal(errs.Err())
+	}
+	for _, r := range rs {
+		e.rules[r.ID] = r
+	}
+	keys, err := adminapi.New(adminapi.Config{BaseURL: e.admin.URL, Token: adminToken, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := cloudflare.New(cloudflare.Config{APIToken: cfToken, BaseURL: e.cf.URL(), AccountID: account, ZoneID: zone,
+		MaxRetries: -1, BulkPollInterval: 10 * time.Millisecond, RequestTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sys = responders.Systems{Keys: keys, Blocker: cf}
+	return e
+}
+
+func (e *env) config() responders.Config {
+	return responders.Config{RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, MaxAttempts: 3,
+		ExpiryInterval: 50 * time.Millisecond, ReconcileInterval: time.Hour, ControlInterval: 50 * time.Millisecond}
+}
+
+// start runs a responder until the test ends or stop is called.
+func (e *env) start(t *testing.T, cfg responders.Config, store responders.Store) (*responders.Responder, func()) {
+	t.Helper()
+	if store == nil {
+		store = e.store
+	}
+	r := responders.New(cfg, store, e.sys, func(id string) *rules.Rule { return e.rules[id] })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once atomic.Bool
+	stop := func() {
+		if once.Swap(true) {
+			return
+		}
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return r, stop
+}
+
+// event stores one request event and returns its id.
+func (e *env) event(t *testing.T, id, ip, key, perm, org, ns string) {
+	t.Helper()
+	ev := event.Event{Source: event.Requests, TS: t0.UnixNano(), ID: id, OrgID: org, APIKeyID: key, KeyPermission: perm,
+		IP: ip, Method: "GET", Route: "/v1/x", Operation: "data", Status: 401, Namespace: ns}
+	if err := e.store.InsertEvents(context.Background(), []storage.Record{{Event: &ev}}, ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func alert(rule, field, value string, at time.Time, samples ...string) responders.Alert {
+	return responders.Alert{
+		Key: fmt.Sprintf("%s\x1f%s=%s\x1f%d", rule, field, value, at.UnixNano()), Rule: rule, Severity: 1, Source: "requests",
+		Group: []responders.GroupValue{{Field: field, Value: value}}, Value: 6, Threshold: "> 5",
+		WindowStart: at.Add(-time.Minute), WindowEnd: at, At: at, SampleIDs: samples, Actions: nil,
+	}
+}
+
+func withActions(a responders.Alert, actions ...string) responders.Alert {
+	a.Actions = actions
+	return a
+}
+
+// waitFor polls cond until it holds or 15 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// outcomes returns the incident's action log as "kind target outcome[/guard]".
+func (e *env) outcomes(t *testing.T, incident string) []string {
+	t.Helper()
+	acts, err := e.store.Actions(context.Background(), incident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range acts {
+		s := a.Kind + " " + a.Target + " " + a.Outcome
+		if a.Guard != "" {
+			s += "/" + a.Guard
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (e *env) onlyIncident(t *testing.T) *responders.Incident {
+	t.Helper()
+	var incs []*responders.Incident
+	waitFor(t, "an incident", func() bool {
+		var err error
+		incs, err = e.store.Incidents(context.Background(), "", 10)
+		return err == nil && len(incs) > 0
+	})
+	if len(incs) != 1 {
+		t.Fatalf("incidents = %d, want 1", len(incs))
+	}
+	return incs[0]
+}
+
+func has(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// failingStore fails incident writes while fail is set, checking on every
+// failure that no responder has called out yet.
+type failingStore struct {
+	*storage.Store
+	fail     atomic.Bool
+	attempts atomic.Int32
+	check    func()
+}
+
+func (f *failingStore) WriteIncident(ctx context.Context, inc *responders.Incident) error {
+	f.attempts.Add(1)
+	if f.fail.Load() {
+		f.check()
+		return errors.New("clickhouse: connection refused")
+	}
+	return f.Store.WriteIncident(ctx, inc)
+}
+
+func TestNoActionRunsBeforeTheIncidentIsWritten(t *testing.T) {
+	e := newEnv(t)
+	e.admin.AddKey("key_1", "active", "WRITE")
+	e.event(t, "req_1", "198.51.100.7", "key_1", "WRITE", "org_1", "")
+	fs := &failingStore{Store: e.store}
+	fs.fail.Store(true)
+	fs.check = func() {
+		if n := len(e.admin.Requests()); n != 0 {
+			t.Errorf("admin API called %d times before the incident was written", n)
+		}
+	}
+	cfg := e.config()
+	r, _ := e.start(t, cfg, fs)
+	r.Enqueue(withActions(alert("key-abuse", "api_key_id", "key_1", t0, "req_1"), responders.RevokeKey))
+	waitFor(t, "three failed incident writes", func() bool { return fs.attempts.Load() >= 3 })
+	if inc, _ := e.store.Incidents(context.Background(), "", 10); len(inc) != 0 {
+		t.Fatal("incident stored although every write failed")
+	}
+	fs.fail.Store(false)
+	waitFor(t, "the key revoked", func() bool { k, _ := e.admin.Key("key_1"); return k.Status == "revoked" })
+	inc := e.onlyIncident(t)
+	if inc.Severity != 1 || !has(inc.Keys, "key_1") || !has(inc.Addresses, "198.51.100.7") || !has(inc.Orgs, "org_1") {
+		t.Errorf("incident = %+v", inc)
+	}
+	if !strings.Contains(inc.Query, "request_events") || inc.QueryParams["g0"] != "key_1" {
+		t.Errorf("evidence query = %q %v", inc.Query, inc.QueryParams)
+	}
+	waitFor(t, "the revoke recorded", func() bool { return has(e.outcomes(t, inc.ID), "revoke_key key_1 succeeded") })
+	if got := e.outcomes(t, inc.ID); !has(got, "revoke_key key_1 planned") {
+		t.Errorf("action log = %v, want a planned row before the call", got)
+	}
+}
+
+func TestGuardsKeepAllowlistedAddressesAndAdminKeys(t *testing.T) {
+	e := newEnv(t)
+	e.admin.AddKey("key_admin", "active", "ADMIN")
+	e.admin.AddKey("key_allowed", "active", "WRITE")
+	e.event(t, "req_a", "203.0.113.9", "key_admin", "ADMIN", "org_1", "")
+	cfg := e.config()
+	cfg.AllowKeys = []string{"key_allowed"}
+	cfg.AllowCIDRs = []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")}
+	r, _ := e.start(t, cfg, nil)
+	cases := []struct {
+		alert responders.Alert
+		want  string
+	}{
+		{alert("brute", "ip", "10.1.2.3", t0), "block_ip 10.1.2.3 skipped/allowlist"},
+		{alert("brute", "ip", "169.254.169.254", t0), "block_ip 169.254.169.254 skipped/allowlist"},
+		{alert("brute", "ip", "127.0.0.1", t0), "block_ip 127.0.0.1 skipped/allowlist"},
+		{alert("brute", "ip", "fe80::1", t0), "block_ip fe80::1 skipped/allowlist"},
+		{alert("brute", "ip", "198.19.4.4", t0), "block_ip 198.19.4.4 skipped/allowlist"},
+		{alert("brute", "ip", "not-an-ip", t0), "block_ip not-an-ip skipped/invalid_target"},
+		{alert("key-abuse", "api_key_id", "key_admin", t0, "req_a"), "revoke_key key_admin skipped/admin_key"},
+		{alert("key-abuse", "api_key_id", "key_allowed", t0), "revoke_key key_allowed skipped/allowlist"},
+	}
+	for _, c := range cases {
+		a := c.alert
+		a.Actions = []string{strings.Fields(c.want)[0]}
+		r.Enqueue(a)
+	}
+	for _, c := range cases {
+		waitFor(t, c.want, func() bool {
+			incs, _ := e.store.Incidents(context.Background(), "", 100)
+			for _, inc := range incs {
+				if has(e.outcomes(t, inc.ID), c.want) {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if n := len(e.admin.Requests()); n != 0 {
+		t.Errorf("admin API called %d times", n)
+	}
+	if n := e.cf.Count("append_items"); n != 0 {
+		t.Errorf("Cloudflare list written %d times", n)
+	}
+	// With allow_admin_revoke the same ADMIN key is revoked.
+	r.Enqueue(withActions(alert("admin-abuse", "api_key_id", "key_admin", t0, "req_a"), responders.RevokeKey))
+	waitFor(t, "the ADMIN key revoked", func() bool { k, _ := e.admin.Key("key_admin"); return k.Status == "revoked" })
+}
+
+func TestRateCapAndBreakerTrip(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	cfg.PerMinute = map[string]int{responders.BlockIP: 3}
+	cfg.BreakerActions = 1000
+	r, _ := e.start(t, cfg, nil)
+	for i := range 10 {
+		r.Enqueue(withActions(alert("brute", "ip", fmt.Sprintf("203.0.113.%d", i+1), t0), responders.BlockIP))
+	}
+	waitFor(t, "10 incidents", func() bool { incs, _ := e.store.Incidents(context.Background(), "", 100); return len(incs) == 10 })
+	var blocked, capped, raised int
+	waitFor(t, "3 blocks", func() bool { return len(e.cf.Items(account, "vigil_blocked")) == 3 })
+	incs, _ := e.store.Incidents(context.Background(), "", 100)
+	for _, inc := range incs {
+		for _, o := range e.outcomes(t, inc.ID) {
+			switch {
+			case strings.HasSuffix(o, " planned") && strings.HasPrefix(o, "block_ip"):
+				blocked++
+			case strings.HasSuffix(o, "skipped/rate_cap"):
+				capped++
+			case strings.HasPrefix(o, "guard_alert"):
+				raised++
+			}
+		}
+	}
+	if blocked != 3 || capped != 7 || raised != 1 {
+		t.Errorf("blocked %d, capped %d, guard alerts %d; want 3, 7, 1", blocked, capped, raised)
+	}
+
+	// The breaker: at most 2 actions a minute, whatever the caps say.
+	e2 := newEnv(t)
+	cfg = e2.config()
+	cfg.BreakerActions = 2
+	r2, _ := e2.start(t, cfg, nil)
+	for i := range 5 {
+		r2.Enqueue(withActions(alert("brute", "ip", fmt.Sprintf("198.51.100.%d", i+1), t0), responders.BlockIP))
+	}
+	waitFor(t, "breaker skips", func() bool {
+		incs, _ := e2.store.Incidents(context.Background(), "", 100)
+		n := 0
+		for _, inc := range incs {
+			for _, o := range e2.outcomes(t, inc.ID) {
+				if strings.HasSuffix(o, "skipped/breaker") {
+					n++
+				}
+			}
+		}
+		return n == 3
+	})
+	waitFor(t, "2 blocks", func() bool { return len(e2.cf.Items(account, "vigil_blocked")) == 2 })
+}
+
+func TestDryRunNeverCallsOut(t *testing.T) {
+	e := newEnv(t)
+	e.admin.AddKey("key_1", "active", "WRITE")
+	cfg := e.config()
+	cfg.DryRun = true
+	r, _ := e.start(t, cfg, nil)
+	r.Enqueue(withActions(alert("key-abuse", "api_key_id", "key_1", t0), responders.RevokeKey, responders.BlockIP))
+	inc := e.onlyIncident(t)
+	waitFor(t, "dry-run rows", func() bool { return has(e.outcomes(t, inc.ID), "revoke_key key_1 dry_run") })
+	time.Sleep(100 * time.Millisecond)
+	if n := len(e.admin.Requests()); n != 0 {
+		t.Errorf("dry run called the admin API %d times", n)
+	}
+	if n := len(e.cf.Requests()); n != 0 {
+		t.Errorf("dry run called Cloudflare %d times", n)
+	}
+}
+
+func TestAlertsJoinTheOpenIncidentWithinTheCooldown(t *testing.T) {
+	e := newEnv(t)
+	r, _ := e.start(t, e.config(), nil)
+	// The rule's cooldown is its window, 1m. The second alert's window
+	// starts inside the cooldown after the first: it joins. The third
+	// comes an hour later: a new incident.
+	r.Enqueue(alert("brute", "ip", "203.0.113.5", t0))
+	r.Enqueue(alert("brute", "ip", "203.0.113.5", t0.Add(61*time.Second)))
+	r.Enqueue(alert("brute", "ip", "203.0.113.5", t0.Add(time.Hour)))
+	r.Enqueue(alert("brute", "ip", "203.0.113.5", t0)) // a redelivered alert is absorbed
+	waitFor(t, "two incidents", func() bool {
+		incs, _ := e.store.Incidents(context.Background(), "", 10)
+		return len(incs) == 2 && incs[0].Alerts+incs[1].Alerts == 3
+	})
+}
+
+func TestCrashBetweenSendAndRecordDoesNotDoubleApply(t *testing.T) {
+	e := newEnv(t)
+	e.admin.AddKey("key_1", "revoked", "WRITE") // the call went out before the crash…
+	ctx := context.Background()
+	// …but only the planned row was written.
+	if err := e.store.WriteActions(ctx, []responders.ActionRecord{{At: time.Now(), IncidentID: "inc_crashed", Kind: responders.RevokeKey,
+		Target: "key_1", Outcome: responders.Planned}}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := e.start(t, e.config(), nil)
+	waitFor(t, "the planned revoke re-checked", func() bool { return has(e.outcomes(t, "inc_crashed"), "revoke_key key_1 succeeded") })
+	// A new alert about the same key does not revoke it again: it is in force.
+	r.Enqueue(withActions(alert("key-abuse", "api_key_id", "key_1", t0), responders.RevokeKey))
+	inc := e.onlyIncident(t)
+	waitFor(t, "in_force skip", func() bool { return has(e.outcomes(t, inc.ID), "revoke_key key_1 skipped/in_force") })
+	patches := 0
+	for _, req := range e.admin.Requests() {
+		if req.Method == "PATCH" && req.Status == 200 {
+			patches++
+		}
+	}
+	if patches != 0 {
+		t.Errorf("key status changed %d times after the restart, want 0", patches)
+	}
+}
+
+func TestExpiredBlocksAreRemovedAfterARestart(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	cfg.BlockTTL = 300 * time.Millisecond
+	cfg.ExpiryInterval = time.Hour // this run never expires anything
+	r, stop := e.start(t, cfg, nil)
+	r.Enqueue(withActions(alert("brute", "ip", "2001:db8:1:2::99", t0), responders.BlockIP))
+	waitFor(t, "the /64 blocked", func() bool {
+		items := e.cf.Items(account, "vigil_blocked")
+		return len(items) == 1 && items[0].IP == "2001:db8:1:2::/64"
+	})
+	inc := e.onlyIncident(t)
+	waitFor(t, "the block recorded", func() bool { return has(e.outcomes(t, inc.ID), "block_ip 2001:db8:1:2::/64 succeeded") })
+	stop()
+	time.Sleep(400 * time.Millisecond)
+	e.start(t, e.config(), nil) // the restarted daemon expires due blocks at start
+	waitFor(t, "the block removed", func() bool { return len(e.cf.Items(account, "vigil_blocked")) == 0 })
+	waitFor(t, "the unblock recorded", func() bool { return has(e.outcomes(t, inc.ID), "unblock_ip 2001:db8:1:2::/64 succeeded") })
+	if blocks, _ := e.store.ActiveBlocks(context.Background()); len(blocks) != 0 {
+		t.Errorf("ledger still holds %v", blocks)
+	}
+	// A second offence of the same range is blocked twice as long.
+	if n, _ := e.store.Offenses(context.Background(), "2001:db8:1:2::/64", time.Now().Add(-time.Hour)); n != 1 {
+		t.Errorf("offenses = %d, want 1", n)
+	}
+}
+
+func TestUnconfiguredIsolationTellsAHuman(t *testing.T) {
+	e := newEnv(t)
+	e.event(t, "req_p", "203.0.113.77", "key_9", "READ", "org_1", "ns_phi")
+	r, _ := e.start(t, e.config(), nil)
+	a := withActions(alert("exfil", "org_id", "org_1", t0, "req_p"), responders.IsolateNamespace, responders.Watch)
+	a.PHI = true
+	r.Enqueue(a)
+	inc := e.onlyIncident(t)
+	waitFor(t, "the skip recorded", func() bool { return has(e.outcomes(t, inc.ID), "isolate_namespace ns_phi skipped/not_configured") })
+	if len(inc.Notes) != 1 || !strings.Contains(inc.Notes[0], "a human must isolate ns_phi") {
+		t.Errorf("notes = %q", inc.Notes)
+	}
+	if !inc.PHI || !inc.NotificationDue.Equal(inc.OpenedAt.Add(60*24*time.Hour)) {
+		t.Errorf("PHI clock: phi %v, due %v, opened %v", inc.PHI, inc.NotificationDue, inc.OpenedAt)
+	}
+	got := e.outcomes(t, inc.ID)
+	if !has(got, "watch key:key_9 succeeded") || !has(got, "watch namespace:ns_phi succeeded") {
+		t.Errorf("watch rows = %v", got)
+	}
+}
+
+func TestStoredAlertsWithoutIncidentAreTriagedAtStart(t *testing.T) {
+	e := newEnv(t)
+	ipField, _ := event.Lookup(event.Requests, "ip")
+	stored := &detector.Alert{Rule: e.rules["brute"], Severity: 1, Group: []detector.GroupValue{{Field: ipField, Value: "203.0.113.44"}},
+		Value: 6, Threshold: "> 5", WindowStart: t0.Add(-time.Minute).UnixNano(), WindowEnd: t0.UnixNano(), At: t0.UnixNano(),
+		SampleIDs: []string{}, Actions: []string{responders.BlockIP}}
+	// The daemon stored the alert and stopped before triaging it.
+	if err := e.store.InsertAlerts(context.Background(), []*detector.Alert{stored}); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, e.config(), nil)
+	waitFor(t, "the stored alert blocked", func() bool { return len(e.cf.Items(account, "vigil_blocked")) == 1 })
+	inc := e.onlyIncident(t)
+	if inc.AlertKeys[0] != stored.Key() {
+		t.Errorf("incident holds %q, want %q", inc.AlertKeys, stored.Key())
+	}
+}
