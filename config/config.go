@@ -21,6 +21,7 @@ type Config struct {
 	Detector   Detector          `yaml:"detector"`
 	Namespaces map[string]string `yaml:"namespaces" doc:"namespace → data_classification for records that carry none"`
 	Responders Responders        `yaml:"responders"`
+	Ops        Ops               `yaml:"ops"`
 	Log        Log               `yaml:"log"`
 }
 
@@ -127,6 +128,7 @@ func Default() Config {
 		},
 		Detector:   Detector{MaxGroups: 100000, Lateness: Duration(10 * time.Minute), RebuildLookback: Duration(24 * time.Hour)},
 		Responders: defaultResponders(),
+		Ops:        defaultOps(),
 		Log:        Log{Level: "info", Format: "json"},
 	}
 }
@@ -207,6 +209,7 @@ func (c *Config) validate() []string {
 		}
 	}
 	c.Responders.validate(bad)
+	c.Ops.validate(bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -222,6 +223,56 @@ func (a Allowlist) Prefixes() []netip.Prefix {
 			out = append(out, p.Masked())
 		} else if ip, err := netip.ParseAddr(c); err == nil {
 			out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+		}
+	}
+	return out
+}
+
+// Ops is the operations listener: /metrics, /healthz, /readyz and
+// POST /-/reload, refused to clients outside allow_cidrs.
+type Ops struct {
+	Addr              string   `yaml:"addr" doc:"host:port of the operations listener; empty disables it"`
+	AllowCIDRs        []string `yaml:"allow_cidrs" doc:"clients allowed; the information security policy's internal ranges by default"`
+	BasicAuthUser     string   `yaml:"basic_auth_user" doc:"optional basic auth; with basic_auth_password"`
+	BasicAuthPassword Secret   `yaml:"basic_auth_password" doc:"or basic_auth_password_file"`
+	TLSCertFile       string   `yaml:"tls_cert_file" doc:"optional TLS; with tls_key_file"`
+	TLSKeyFile        string   `yaml:"tls_key_file"`
+	WatchInterval     Duration `yaml:"watch_interval" doc:"how often rule files are checked for changes (hot reload); 0 disables watching"`
+}
+
+func defaultOps() Ops {
+	return Ops{Addr: "127.0.0.1:9464", AllowCIDRs: []string{"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128"},
+		WatchInterval: Duration(5 * time.Second)}
+}
+
+func (o *Ops) validate(bad func(key, format string, args ...any)) {
+	if o.Addr != "" {
+		if _, _, err := net.SplitHostPort(o.Addr); err != nil {
+			bad("ops.addr", "%q is not host:port, e.g. 0.0.0.0:9464", o.Addr)
+		}
+	}
+	for _, c := range o.AllowCIDRs {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			bad("ops.allow_cidrs", "%q is not a CIDR range, e.g. 10.0.0.0/8", c)
+		}
+	}
+	if (o.BasicAuthUser == "") != (o.BasicAuthPassword == "") {
+		bad("ops.basic_auth_user", "set basic_auth_user and basic_auth_password (or _file) together")
+	}
+	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
+		bad("ops.tls_cert_file", "set tls_cert_file and tls_key_file together")
+	}
+	if o.WatchInterval < 0 {
+		bad("ops.watch_interval", "must not be negative (0 disables watching)")
+	}
+}
+
+// Prefixes parses allow_cidrs; validate has checked them.
+func (o Ops) Prefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, c := range o.AllowCIDRs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			out = append(out, p.Masked())
 		}
 	}
 	return out

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"hash/fnv"
 	"sort"
 	"sync"
 
@@ -51,13 +52,18 @@ func New(rs []*rules.Rule, cfg Config) *Detector {
 	return d
 }
 
-// assign distributes rules round-robin over shards.
+// assign distributes rules over shards by a hash of their id, so a rule
+// stays on its shard — and keeps its state — across reloads whatever
+// else changed in the set.
 func (d *Detector) assign(rs []*rules.Rule, replace bool) {
 	d.ruleIdx = make(map[*rules.Rule]int, len(rs))
 	parts := make([][]*rules.Rule, len(d.shards))
 	for i, r := range rs {
 		d.ruleIdx[r] = i
-		parts[i%len(parts)] = append(parts[i%len(parts)], r)
+		h := fnv.New32a()
+		h.Write([]byte(r.ID))
+		k := int(h.Sum32() % uint32(len(parts)))
+		parts[k] = append(parts[k], r)
 	}
 	for i, s := range d.shards {
 		if replace {
@@ -70,9 +76,9 @@ func (d *Detector) assign(rs []*rules.Rule, replace bool) {
 	}
 }
 
-// Replace swaps the rule set between batches; see Engine.Replace. A rule
-// keeps its state only if it stays on the same shard, which holds when the
-// rule order is unchanged; rules moved to another shard start fresh.
+// Replace swaps the rule set between batches; see Engine.Replace: a rule
+// whose content did not change keeps its state, a changed or new rule
+// starts fresh. It must not run concurrently with ProcessBatch.
 func (d *Detector) Replace(rs []*rules.Rule) { d.assign(rs, true) }
 
 func (d *Detector) run(s *shard) {

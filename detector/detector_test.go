@@ -536,3 +536,26 @@ func TestSamplesStayDistinctAcrossWindowTurnover(t *testing.T) {
 		t.Errorf("samples = %q, want the first 10 events of the last window", last.SampleIDs)
 	}
 }
+
+// A sharded detector keeps the state of unchanged rules across a reload
+// that reorders, adds and removes rules: rules live on the shard their id
+// hashes to, not on one given by their position.
+func TestShardedReplaceKeepsStateWhateverTheOrder(t *testing.T) {
+	body := func(ids ...string) string {
+		var b strings.Builder
+		for _, id := range ids {
+			fmt.Fprintf(&b, "  - {id: %s, source: requests, group_by: [ip], window: 1m, aggregate: count, threshold: '>= 3', severity: low}\n", id)
+		}
+		return b.String()
+	}
+	d := New(loadRules(t, body("r1", "r2", "r3", "r4", "r5")), Config{Shards: 3})
+	defer d.Close()
+	var fired []string
+	emit := func(a *Alert) { fired = append(fired, a.Rule.ID) }
+	d.ProcessBatch([]event.Event{req(0), req(time.Second)}, emit)
+	d.Replace(loadRules(t, body("r9", "r5", "r3", "r1", "r4"))) // reordered, r2 gone, r9 new
+	d.ProcessBatch([]event.Event{req(2 * time.Second)}, emit)
+	if got := strings.Join(fired, " "); got != "r5 r3 r1 r4" {
+		t.Errorf("fired %q, want the four kept rules (r9 is fresh) in the new order", got)
+	}
+}

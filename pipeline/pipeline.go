@@ -14,9 +14,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-sec/vigil/detector"
 	"github.com/vigil-sec/vigil/event"
 	"github.com/vigil-sec/vigil/ingest"
+	"github.com/vigil-sec/vigil/metrics"
+	"github.com/vigil-sec/vigil/rules"
 	"github.com/vigil-sec/vigil/storage"
 )
 
@@ -58,6 +62,8 @@ type Config struct {
 	// restart. Default 30s.
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
+	// Metrics receives the data path's measurements; nil keeps them unregistered.
+	Metrics *metrics.Metrics
 	// OnAlert is called for each stored alert, in order (incidents, printing).
 	OnAlert func(*detector.Alert)
 }
@@ -75,6 +81,10 @@ type Pipeline struct {
 	dlq   DeadLetterSink
 	det   *detector.Detector
 	Stats Stats
+
+	consumed, evaluated [3]prometheus.Counter // by event.Source
+	ruleStats           atomic.Pointer[[]detector.RuleStats]
+	pending             atomic.Pointer[[]*rules.Rule]
 }
 
 // New builds a pipeline; det must not be used by anyone else.
@@ -103,7 +113,32 @@ func New(cfg Config, src Source, store Store, dlq DeadLetterSink, det *detector.
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Pipeline{cfg: cfg, src: src, store: store, dlq: dlq, det: det}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(nil, "")
+	}
+	p := &Pipeline{cfg: cfg, src: src, store: store, dlq: dlq, det: det}
+	for _, s := range []event.Source{event.Requests, event.Audit} {
+		p.consumed[s] = cfg.Metrics.Consumed.WithLabelValues(s.String())
+		p.evaluated[s] = cfg.Metrics.DetectorEvents.WithLabelValues(s.String())
+	}
+	cfg.Metrics.BufferCapacity.Set(float64(cfg.MaxBuffered))
+	return p
+}
+
+// RuleStats returns the detector's per-rule counters as of the last
+// batch; safe to call from any goroutine (the detector itself is not).
+func (p *Pipeline) RuleStats() []detector.RuleStats {
+	if s := p.ruleStats.Load(); s != nil {
+		return *s
+	}
+	return nil
+}
+
+// Reload swaps in a new rule set before the next batch is evaluated, so
+// no event is ever evaluated by a half-loaded set. Rules whose content did
+// not change keep their state (detector.Replace).
+func (p *Pipeline) Reload(rs []*rules.Rule) {
+	p.pending.Store(&rs)
 }
 
 // Run consumes until ctx is cancelled, then drains: the batch being built
@@ -178,6 +213,8 @@ func (p *Pipeline) fetch(ctx context.Context, out chan<- []ingest.Message) error
 	deadline := time.Now().Add(p.cfg.BatchInterval)
 	flush := func() {
 		if len(batch) > 0 {
+			p.cfg.Metrics.Buffered.Add(float64(len(batch)))
+			p.cfg.Metrics.BatchSize.Observe(float64(len(batch)))
 			out <- batch
 			batch = make([]ingest.Message, 0, p.cfg.BatchSize)
 		}
@@ -190,6 +227,9 @@ func (p *Pipeline) fetch(ctx context.Context, out chan<- []ingest.Message) error
 		switch {
 		case err == nil:
 			p.Stats.Consumed.Add(1)
+			if int(m.Source) < len(p.consumed) && p.consumed[m.Source] != nil {
+				p.consumed[m.Source].Inc()
+			}
 			batch = append(batch, m)
 			if len(batch) >= p.cfg.BatchSize {
 				flush()
@@ -225,6 +265,10 @@ type evaluatedBatch struct {
 
 // evaluate decodes a batch and runs it through the detector.
 func (p *Pipeline) evaluate(batch []ingest.Message) *evaluatedBatch {
+	if rs := p.pending.Swap(nil); rs != nil {
+		p.det.Replace(*rs)
+	}
+	began := time.Now()
 	eb := &evaluatedBatch{batch: batch, events: make([]event.Event, 0, len(batch))}
 	origins := make([]storage.Origin, 0, len(batch))
 	var dec event.Decoder
@@ -252,9 +296,28 @@ func (p *Pipeline) evaluate(batch []ingest.Message) *evaluatedBatch {
 	eb.events, origins = mergeByTime(eb.events, origins)
 	p.det.ProcessBatch(eb.events, func(a *detector.Alert) { eb.alerts = append(eb.alerts, a) })
 	eb.recs = make([]storage.Record, len(eb.events))
+	var perSource [3]int
 	for i := range eb.events {
 		eb.recs[i] = storage.Record{Event: &eb.events[i], Origin: origins[i]}
+		if s := eb.events[i].Source; int(s) < len(perSource) {
+			perSource[s]++
+		}
 	}
+	m := p.cfg.Metrics
+	for s, n := range perSource {
+		if n > 0 && p.evaluated[s] != nil {
+			p.evaluated[s].Add(float64(n))
+		}
+	}
+	for _, d := range eb.dls {
+		m.Invalid.WithLabelValues(d.Msg.Source.String(), metrics.ReasonCode(d.Reason)).Inc()
+	}
+	for _, a := range eb.alerts {
+		m.Alerts.WithLabelValues(a.Rule.ID, a.Severity.Name()).Inc()
+	}
+	stats := p.det.Stats()
+	p.ruleStats.Store(&stats)
+	m.EvalDuration.Observe(time.Since(began).Seconds())
 	return eb
 }
 
@@ -272,10 +335,16 @@ func (p *Pipeline) persist(ctx context.Context, eb *evaluatedBatch) error {
 			return err
 		}
 	}
-	if err := p.retry(ctx, "alerts", func() error { return p.store.InsertAlerts(ctx, eb.alerts) }); err != nil {
+	if err := p.retry(ctx, "alerts", func() error {
+		return p.timed("alerts", func() error { return p.store.InsertAlerts(ctx, eb.alerts) })
+	}); err != nil {
 		return err
 	}
 	p.src.MarkStored(eb.batch...)
+	p.cfg.Metrics.Buffered.Sub(float64(len(eb.batch)))
+	for _, d := range bad {
+		p.cfg.Metrics.Invalid.WithLabelValues(d.Msg.Source.String(), metrics.ReasonCode(d.Reason)).Inc()
+	}
 	if err := p.src.Commit(ctx); err != nil {
 		p.cfg.Logger.Warn("commit failed; offsets are committed with the next batch", "err", err)
 	}
@@ -301,7 +370,7 @@ func (p *Pipeline) storeEvents(ctx context.Context, recs []storage.Record, token
 	}
 	var err error
 	for attempt := 0; ; attempt++ {
-		err = p.store.InsertEvents(ctx, recs, token)
+		err = p.timed("events", func() error { return p.store.InsertEvents(ctx, recs, token) })
 		if err == nil || !storage.IsRetryable(err) {
 			break
 		}
@@ -334,13 +403,33 @@ func (p *Pipeline) storeDeadLetters(ctx context.Context, dls []ingest.DeadLetter
 		rows[i] = storage.DeadLetter{Source: d.Msg.Source, Reason: d.Reason, Raw: d.Msg.Value, ReceivedAt: now,
 			Origin: storage.Origin{Topic: d.Msg.Topic, Partition: int32(d.Msg.Partition), Offset: d.Msg.Offset}}
 	}
-	if err := p.retry(ctx, "dead letters", func() error { return p.store.InsertDeadLetters(ctx, rows) }); err != nil {
+	if err := p.retry(ctx, "dead letters", func() error {
+		return p.timed("dead_letters", func() error { return p.store.InsertDeadLetters(ctx, rows) })
+	}); err != nil {
 		return err
 	}
 	if p.dlq != nil {
 		return p.retry(ctx, "dead-letter topic", func() error { return p.dlq.Write(ctx, dls) })
 	}
 	return nil
+}
+
+// timed runs one insert into table and records its duration and outcome.
+func (p *Pipeline) timed(table string, insert func() error) error {
+	began := time.Now()
+	err := insert()
+	m := p.cfg.Metrics
+	switch {
+	case err == nil:
+		m.InsertDuration.WithLabelValues(table).Observe(time.Since(began).Seconds())
+		m.ClickHouseUp.Set(1)
+	case storage.IsRetryable(err):
+		m.InsertErrors.WithLabelValues(table, "retryable").Inc()
+		m.ClickHouseUp.Set(0)
+	default:
+		m.InsertErrors.WithLabelValues(table, "bad_data").Inc()
+	}
+	return err
 }
 
 // retry runs f until it succeeds, fails for good, or ctx ends.
@@ -365,8 +454,12 @@ func (p *Pipeline) wait(ctx context.Context, attempt int, what string, err error
 	if d > p.cfg.RetryMax || d <= 0 {
 		d = p.cfg.RetryMax
 	}
-	if attempt == 0 || attempt%10 == 0 {
+	switch {
+	case attempt == 0:
 		p.cfg.Logger.Warn("storing failed; retrying (consumption pauses while the queue is full)", "what", what, "attempt", attempt+1, "backoff", d, "err", err)
+	case attempt%10 == 0:
+		// Still failing: an error, which also reaches Sentry when configured.
+		p.cfg.Logger.Error("storing keeps failing; consumption is paused until ClickHouse recovers", "what", what, "attempt", attempt+1, "backoff", d, "err", err)
 	}
 	select {
 	case <-ctx.Done():

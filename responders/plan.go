@@ -64,7 +64,7 @@ func sortedNames(m map[string]Notifier) []string {
 // fact that a call may have gone out.
 func (r *Responder) plan(ctx context.Context, inc *Incident, a Alert, rule *rules.Rule) {
 	now := r.cfg.Now().UTC()
-	dry := r.cfg.DryRun || (rule != nil && rule.DryRun)
+	dry := r.dryRun.Load() || (rule != nil && rule.DryRun)
 	var recs []ActionRecord
 	var ledger []BlockRecord
 	var jobs []job
@@ -107,6 +107,7 @@ func (r *Responder) plan(ctx context.Context, inc *Incident, a Alert, rule *rule
 				ttl := min(r.cfg.BlockTTL<<min(offense-1, 20), r.cfg.BlockTTLMax)
 				b := BlockRecord{Prefix: prefix.String(), IncidentID: inc.ID, BlockedAt: now, ExpiresAt: now.Add(ttl), Offense: offense, Status: BlockActive}
 				r.blocks[b.Prefix] = b
+				r.sending[b.Prefix] = true
 				ledger = append(ledger, b)
 				recs = append(recs, ActionRecord{At: now, IncidentID: inc.ID, Kind: kind, Target: b.Prefix, Outcome: Planned,
 					Detail: "offense " + itoa(offense) + ", blocked for " + ttl.String(), ExpiresAt: b.ExpiresAt})
@@ -143,6 +144,7 @@ func (r *Responder) plan(ctx context.Context, inc *Incident, a Alert, rule *rule
 	if r.retry(ctx, "write action log", func(ctx context.Context) error { return r.store.WriteActions(ctx, recs) }) != nil {
 		return
 	}
+	r.counted(recs)
 	for _, j := range jobs {
 		select {
 		case r.jobs <- j:

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/vigil-sec/vigil/metrics"
 	"github.com/vigil-sec/vigil/rules"
 )
 
@@ -61,6 +63,9 @@ type Config struct {
 	// triaged at start (default 24h).
 	CatchUp time.Duration
 	Logger  *slog.Logger
+	// Metrics counts incidents, actions, guard skips and drift; nil keeps
+	// them unregistered.
+	Metrics *metrics.Metrics
 	Now     func() time.Time
 }
 
@@ -118,6 +123,9 @@ func (c *Config) fill() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.New(nil, "")
+	}
 }
 
 // Systems are the external systems actions call; a nil one makes its
@@ -145,8 +153,10 @@ type Responder struct {
 	jobs  chan job
 	Stats Stats
 
-	catchUp atomic.Bool // alerts were dropped: run a catch-up pass
-	paused  atomic.Bool
+	catchUp   atomic.Bool // alerts were dropped: run a catch-up pass
+	paused    atomic.Bool // the kill switch in effect (config or ClickHouse)
+	cfgPaused atomic.Bool // the configured kill switch (responders.paused)
+	dryRun    atomic.Bool
 
 	allow allowlist
 
@@ -158,6 +168,7 @@ type Responder struct {
 	perInc    map[string]int // incident|kind → actions planned
 	brk       breaker
 	raised    map[string]time.Time // guard alert → when last raised
+	sending   map[string]bool      // block prefixes whose call is under way
 	seen      map[string]bool      // alert keys triaged, so a redelivered alert is absorbed
 	seenOrder []string
 }
@@ -194,13 +205,25 @@ type job struct {
 // when it is gone); it is called from the triage goroutine only.
 func New(cfg Config, store Store, sys Systems, lookup func(id string) *rules.Rule) *Responder {
 	cfg.fill()
-	return &Responder{
+	r := &Responder{
 		cfg: cfg, store: store, sys: sys, rules: lookup, log: cfg.Logger,
 		queue: make(chan Alert, cfg.QueueSize), jobs: make(chan job, cfg.Workers*16),
 		open: map[string]*Incident{}, inForce: map[string]ActionRecord{}, blocks: map[string]BlockRecord{},
-		perMinute: map[string]*slidingCount{}, perInc: map[string]int{}, raised: map[string]time.Time{}, seen: map[string]bool{},
+		perMinute: map[string]*slidingCount{}, perInc: map[string]int{}, raised: map[string]time.Time{}, seen: map[string]bool{}, sending: map[string]bool{},
 		allow: newAllowlist(cfg.AllowCIDRs, cfg.AllowKeys),
 		brk:   breaker{maxActions: cfg.BreakerActions, maxErrors: cfg.BreakerErrors, cooldown: cfg.BreakerCooldown},
+	}
+	r.dryRun.Store(cfg.DryRun)
+	r.cfgPaused.Store(cfg.Paused)
+	return r
+}
+
+// SetSwitches applies a reloaded configuration's dry_run and paused.
+func (r *Responder) SetSwitches(dryRun, paused bool) {
+	r.dryRun.Store(dryRun)
+	r.cfgPaused.Store(paused)
+	if paused {
+		r.paused.Store(true)
 	}
 }
 
@@ -212,7 +235,32 @@ func (r *Responder) Enqueue(a Alert) {
 	case r.queue <- a:
 	default:
 		r.Stats.Dropped.Add(1)
+		r.cfg.Metrics.QueueDropped.Inc()
 		r.catchUp.Store(true)
+	}
+}
+
+// Gauges is the responders' state at one moment, for metrics.
+type Gauges struct {
+	Queue, OpenIncidents, ActiveBlocks int
+	BreakerOpen, Paused                bool
+}
+
+// Gauges reads the current state; safe from any goroutine.
+func (r *Responder) Gauges() Gauges {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Gauges{Queue: len(r.queue), OpenIncidents: len(r.open), ActiveBlocks: len(r.blocks),
+		BreakerOpen: r.brk.isOpen(r.cfg.Now()), Paused: r.paused.Load()}
+}
+
+// counted updates the metrics for action records once they are written.
+func (r *Responder) counted(recs []ActionRecord) {
+	for _, a := range recs {
+		r.cfg.Metrics.Actions.WithLabelValues(a.Kind, a.Outcome).Inc()
+		if a.Outcome == Skipped {
+			r.cfg.Metrics.GuardSkips.WithLabelValues(a.Guard).Inc()
+		}
 	}
 }
 
@@ -262,7 +310,7 @@ func (r *Responder) Run(ctx context.Context) error {
 				lastRefresh = time.Now()
 			}
 			if p, err := r.store.Paused(ctx); err == nil {
-				p = p || r.cfg.Paused
+				p = p || r.cfgPaused.Load()
 				if r.paused.Swap(p) != p {
 					r.log.Warn("responders kill switch changed", "paused", p)
 				}
@@ -286,7 +334,7 @@ func (r *Responder) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.paused.Store(paused || r.cfg.Paused)
+	r.paused.Store(paused || r.cfgPaused.Load())
 	r.mu.Lock()
 	for _, inc := range incs {
 		r.open[inc.Rule+"\x1f"+strings.Join(inc.Group, "\x1f")] = inc
@@ -381,6 +429,13 @@ func rulePrefix(key string) string {
 // handle triages one alert: join or open the incident, gather evidence,
 // write the incident, and only then plan its actions.
 func (r *Responder) handle(ctx context.Context, a Alert) {
+	defer func() {
+		// A bug must not stop the response to every later alert.
+		if p := recover(); p != nil {
+			r.log.Error("responders: panic while triaging an alert; it is retried at the next start", "alert", a.Key,
+				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
 	rule := r.rules(a.Rule)
 	if rule != nil && rule.Shadow {
 		return
@@ -399,6 +454,7 @@ func (r *Responder) handle(ctx context.Context, a Alert) {
 	}
 	if isNew {
 		r.Stats.Incidents.Add(1)
+		r.cfg.Metrics.IncidentsOpened.WithLabelValues(inc.SeverityName).Inc()
 		r.log.Warn("incident opened", "incident", inc.ID, "rule", inc.Rule, "severity", inc.SeverityName, "phi", inc.PHI)
 	}
 	r.plan(ctx, inc, a, rule)

@@ -490,3 +490,53 @@ func TestStoredAlertsWithoutIncidentAreTriagedAtStart(t *testing.T) {
 		t.Errorf("incident holds %q, want %q", inc.AlertKeys, stored.Key())
 	}
 }
+
+func TestReconcileRepairsDrift(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	cfg.ReconcileInterval = 100 * time.Millisecond
+	r, _ := e.start(t, cfg, nil)
+	r.Enqueue(withActions(alert("brute", "ip", "203.0.113.60", t0), responders.BlockIP))
+	waitFor(t, "the block", func() bool { return len(e.cf.Items(account, "vigil_blocked")) == 1 })
+	// Someone removes Vigil's item by hand, and adds a Vigil-looking item
+	// that no block holds.
+	e.cf.RemoveItem(account, "vigil_blocked", "203.0.113.60")
+	e.cf.AddItem(account, "vigil_blocked", "203.0.113.61", "vigil incident=inc_gone expires=2026-01-01T00:00:00Z")
+	waitFor(t, "the drift repaired", func() bool {
+		items := e.cf.Items(account, "vigil_blocked")
+		return len(items) == 1 && items[0].IP == "203.0.113.60"
+	})
+	waitFor(t, "the repairs counted", func() bool { return r.Stats.Drift.Load() >= 2 })
+}
+
+func TestRetryableFailuresAreRetriedAndRecorded(t *testing.T) {
+	e := newEnv(t)
+	e.admin.AddKey("key_1", "active", "WRITE")
+	e.admin.AddKey("key_gone", "active", "WRITE")
+	e.admin.Inject(2, admintest.Fault{Status: 429, RetryAfter: "1"})
+	r, _ := e.start(t, e.config(), nil)
+	r.Enqueue(withActions(alert("key-abuse", "api_key_id", "key_1", t0), responders.RevokeKey))
+	inc := e.onlyIncident(t)
+	waitFor(t, "the key revoked", func() bool { return has(e.outcomes(t, inc.ID), "revoke_key key_1 succeeded") })
+	got := e.outcomes(t, inc.ID)
+	retried := 0
+	for _, o := range got {
+		if o == "revoke_key key_1 retried" {
+			retried++
+		}
+	}
+	if retried != 2 {
+		t.Errorf("action log = %v, want 2 retries", got)
+	}
+	// A 404 is final: one attempt, failed.
+	r.Enqueue(withActions(alert("key-abuse", "api_key_id", "key_missing", t0), responders.RevokeKey))
+	waitFor(t, "the 404 recorded", func() bool {
+		incs, _ := e.store.Incidents(context.Background(), "", 10)
+		for _, inc := range incs {
+			if has(e.outcomes(t, inc.ID), "revoke_key key_missing failed") {
+				return true
+			}
+		}
+		return false
+	})
+}

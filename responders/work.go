@@ -3,7 +3,9 @@ package responders
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"time"
 )
@@ -11,14 +13,35 @@ import (
 // work sends jobs until the job channel closes.
 func (r *Responder) work(ctx context.Context) {
 	for j := range r.jobs {
-		r.send(ctx, j)
+		r.safeSend(ctx, j)
 	}
+}
+
+// safeSend is send with a panic turned into a failed action.
+func (r *Responder) safeSend(ctx context.Context, j job) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("responders: panic while sending an action", "action", j.kind, "incident", j.inc.ID,
+				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			r.forget(j)
+		}
+	}()
+	r.send(ctx, j)
 }
 
 // send makes the calls of one job with bounded retries, recording each
 // attempt. Retries honour a 429's Retry-After; a final answer (4xx) ends
 // them at once.
 func (r *Responder) send(ctx context.Context, j job) {
+	if j.kind == BlockIP {
+		defer func() {
+			r.mu.Lock()
+			for _, t := range j.targets {
+				delete(r.sending, t)
+			}
+			r.mu.Unlock()
+		}()
+	}
 	wait := r.cfg.RetryMin
 	for attempt := 1; ; attempt++ {
 		detail, err := r.call(ctx, j)
@@ -155,7 +178,9 @@ func (r *Responder) forget(j job) {
 func (r *Responder) writeLog(ctx context.Context, recs []ActionRecord) {
 	if err := r.retry(ctx, "write action log", func(ctx context.Context) error { return r.store.WriteActions(ctx, recs) }); err != nil {
 		r.log.Error("action log not written", "records", len(recs), "err", err)
+		return
 	}
+	r.counted(recs)
 }
 
 // expire removes the blocks whose time is up, from the edge and then from
@@ -223,14 +248,14 @@ func (r *Responder) reconcile(ctx context.Context) {
 	r.mu.Lock()
 	for _, it := range items {
 		atEdge[it.Prefix.String()] = true
-		if _, ok := r.blocks[it.Prefix.String()]; !ok {
+		if _, ok := r.blocks[it.Prefix.String()]; !ok && !r.sending[it.Prefix.String()] {
 			extra = append(extra, it.Prefix)
 		}
 	}
 	var missing []Block
 	for _, b := range r.blocks {
 		p, err := netip.ParsePrefix(b.Prefix)
-		if err != nil || atEdge[b.Prefix] || !b.ExpiresAt.After(now) || b.BlockedAt.After(now.Add(-time.Minute)) {
+		if err != nil || atEdge[b.Prefix] || !b.ExpiresAt.After(now) || r.sending[b.Prefix] {
 			continue // in place, expiring anyway, or still being sent
 		}
 		missing = append(missing, Block{Prefix: p, IncidentID: b.IncidentID, Until: b.ExpiresAt})
@@ -259,6 +284,7 @@ func (r *Responder) reconcile(ctx context.Context) {
 	}
 	if len(recs) > 0 {
 		r.Stats.Drift.Add(uint64(len(recs)))
+		r.cfg.Metrics.EdgeDrift.Add(float64(len(recs)))
 		r.log.Warn("edge drift repaired", "readded", len(missing), "removed", len(extra))
 		r.writeLog(ctx, recs)
 	}

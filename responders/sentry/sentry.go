@@ -173,6 +173,34 @@ func (n *Notifier) Notify(ctx context.Context, inc *responders.Incident) error {
 			Msg: fmt.Sprintf("not sent: Sentry asked for a pause, %s left", wait.Round(time.Second))}
 	}
 
+	return n.send(ctx, newEvent(inc))
+}
+
+// Report sends one of Vigil's own errors (a recovered panic, inserts
+// failing for minutes), apart from incidents: its own fingerprint, the
+// tag kind=internal, level error. fields must not hold secrets.
+func (n *Notifier) Report(ctx context.Context, message string, fields map[string]string) error {
+	if wait := n.paused(); wait > 0 {
+		return &responders.CallError{System: system, Op: op, RetryAfter: min(wait, maxRetryAfter),
+			Msg: fmt.Sprintf("not sent: Sentry asked for a pause, %s left", wait.Round(time.Second))}
+	}
+	ev := sentrygo.NewEvent()
+	ev.Level = sentrygo.LevelError
+	ev.Message = "[vigil] " + message
+	ev.Fingerprint = []string{"vigil-internal", message}
+	ev.Tags = map[string]string{"kind": "internal"}
+	ev.Logger = "vigil"
+	details := sentrygo.Context{}
+	for k, v := range fields {
+		details[k] = v
+	}
+	ev.Contexts["error"] = details
+	return n.send(ctx, ev)
+}
+
+// send delivers one event through a client of its own and reports
+// whether Sentry accepted it.
+func (n *Notifier) send(ctx context.Context, ev *sentrygo.Event) error {
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
@@ -206,7 +234,7 @@ func (n *Notifier) Notify(ctx context.Context, inc *responders.Incident) error {
 	defer client.Close()
 
 	hub := sentrygo.NewHub(client, sentrygo.NewScope())
-	if hub.CaptureEvent(newEvent(inc)) == nil {
+	if hub.CaptureEvent(ev) == nil {
 		return &responders.CallError{System: system, Op: op, Final: true, Msg: "the Sentry SDK dropped the event"}
 	}
 	return n.outcome(parent, ctx, rec)

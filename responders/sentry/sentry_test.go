@@ -483,3 +483,22 @@ func TestNotifyLeavesNoGoroutines(t *testing.T) {
 		}
 	}
 }
+
+func TestReportSendsInternalErrorsApartFromIncidents(t *testing.T) {
+	srv := sentrytest.New(t)
+	n, err := New(Config{DSN: srv.DSN()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Report(context.Background(), "clickhouse inserts failing", map[string]string{"table": "events"}); err != nil {
+		t.Fatal(err)
+	}
+	evs := srv.Events()
+	if len(evs) != 1 {
+		t.Fatalf("events = %d, want 1", len(evs))
+	}
+	tags, _ := evs[0]["tags"].(map[string]any)
+	if tags["kind"] != "internal" || evs[0]["level"] != "error" {
+		t.Errorf("event = %v", evs[0])
+	}
+}

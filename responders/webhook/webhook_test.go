@@ -162,7 +162,7 @@ func TestNotify(t *testing.T) {
 		{name: "429 is retryable with its Retry-After", status: 429, retryAfter: 30 * time.Second, msg: "slow down",
 			answer: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Retry-After", "30")
-				http.Error(w, `{"message":"slow down"}`, 429)
+				http.Error(w, `{"message":"slow down"}`, http.StatusTooManyRequests)
 			}},
 		{name: "503 is retryable", status: 503, retryAfter: 5 * time.Second,
 			answer: func(w http.ResponseWriter, r *http.Request) {
