@@ -11,17 +11,24 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	oklog "github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vigil-sec/vigil/config"
 	"github.com/vigil-sec/vigil/detector"
 	"github.com/vigil-sec/vigil/event"
 	"github.com/vigil-sec/vigil/ingest"
+	"github.com/vigil-sec/vigil/metrics"
+	"github.com/vigil-sec/vigil/opshttp"
 	"github.com/vigil-sec/vigil/pipeline"
 	"github.com/vigil-sec/vigil/responders"
+	"github.com/vigil-sec/vigil/responders/sentry"
 	"github.com/vigil-sec/vigil/rules"
 	"github.com/vigil-sec/vigil/storage"
 )
@@ -47,23 +54,38 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(cfg.Log, stderr)
+	// Vigil's own errors also go to Sentry when a DSN is set, apart from
+	// incidents (tag kind=internal).
+	if dsn := cfg.Responders.Sentry.DSN.Reveal(); dsn != "" {
+		rep, err := sentry.New(sentry.Config{DSN: dsn, Environment: cfg.Responders.Sentry.Environment, Release: "vigil@" + version})
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		fwd, stop := newErrorForwarder(log.Handler(), rep)
+		defer stop()
+		log = slog.New(fwd)
+	}
 	set, err := rules.LoadFiles(cfg.Rules.Paths...)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	if err := runDaemon(cfg, set, log, stdout, *printAlerts); err != nil {
+	if err := runDaemon(*cfgPath, cfg, set, log, stdout, *printAlerts); err != nil {
 		log.Error("vigil stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func runDaemon(cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.Writer, printAlerts bool) error {
+func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.Writer, printAlerts bool) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
 	log.Info("vigil starting", "version", version, "rules", len(set.Rules), "clickhouse", cfg.ClickHouse.Addr, "brokers", cfg.Kafka.Brokers)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg, version)
 	chTLS, err := tlsConfig(cfg.ClickHouse.TLS)
 	if err != nil {
 		return fmt.Errorf("clickhouse.tls: %w", err)
@@ -128,6 +150,17 @@ func runDaemon(cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.W
 		}
 		log.Info("detection state rebuilt from ClickHouse", "events", n, "lookback", lb.String(), "took", time.Since(began).Round(time.Millisecond).String())
 	}
+	// The rules the responders look up; swapped whole on reload.
+	var ruleByID atomic.Pointer[map[string]*rules.Rule]
+	indexRules := func(set *rules.Set) {
+		byID := make(map[string]*rules.Rule, len(set.Rules))
+		for _, r := range set.Rules {
+			byID[r.ID] = r
+		}
+		ruleByID.Store(&byID)
+	}
+	indexRules(set)
+
 	// Responders: alerts become incidents in ClickHouse, then actions run
 	// behind the guards. The queue never blocks the data path.
 	var resp *responders.Responder
@@ -145,18 +178,16 @@ func runDaemon(cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.W
 			}
 			ecancel()
 		}
-		byID := map[string]*rules.Rule{}
-		for _, r := range set.Rules {
-			byID[r.ID] = r
-		}
-		resp = responders.New(respondersConfig(cfg, log), store, sys, func(id string) *rules.Rule { return byID[id] })
+		rcfg := respondersConfig(cfg, log)
+		rcfg.Metrics = m
+		resp = responders.New(rcfg, store, sys, func(id string) *rules.Rule { return (*ruleByID.Load())[id] })
 		log.Info("responders ready", "dry_run", cfg.Responders.DryRun, "paused", cfg.Responders.Paused,
 			"notifiers", len(sys.Notifiers), "admin_api", sys.Keys != nil, "isolation", sys.Isolator != nil, "cloudflare", sys.Blocker != nil)
 	}
 	var line []byte
 	pl := pipeline.New(pipeline.Config{
 		BatchSize: cfg.ClickHouse.BatchSize, BatchInterval: cfg.ClickHouse.BatchInterval.D(),
-		MaxBuffered: cfg.ClickHouse.MaxBuffered, Logger: log,
+		MaxBuffered: cfg.ClickHouse.MaxBuffered, Logger: log, Metrics: m,
 		OnAlert: func(a *detector.Alert) {
 			log.Info("alert", "rule", a.Rule.ID, "severity", a.Severity.Name(), "phi", a.PHI, "value", a.Value, "at", detector.FormatTime(a.At))
 			if printAlerts {
@@ -169,8 +200,61 @@ func runDaemon(cfg *config.Config, set *rules.Set, log *slog.Logger, stdout io.W
 		},
 	}, consumer, store, dlq, det)
 
+	reg.MustRegister(stateCollector(pl, consumer, resp))
+	rl := &reloader{cfgPath: cfgPath, log: log, m: m, apply: func(newCfg *config.Config, newSet *rules.Set) {
+		pl.Reload(newSet.Rules)
+		indexRules(newSet)
+		if resp != nil {
+			resp.SetSwitches(newCfg.Responders.DryRun, newCfg.Responders.Paused)
+		}
+	}}
+	rl.loaded(len(set.Rules))
+
 	log.Info("vigil running", "topics", topics, "group", cfg.Kafka.GroupID, "database", cfg.ClickHouse.Database)
 	var g oklog.Group
+	if cfg.Ops.Addr != "" {
+		ops, err := opshttp.New(opshttp.Config{Addr: cfg.Ops.Addr, AllowCIDRs: cfg.Ops.Prefixes(),
+			BasicAuthUser: cfg.Ops.BasicAuthUser, BasicAuthPassword: cfg.Ops.BasicAuthPassword.Reveal(),
+			TLSCertFile: cfg.Ops.TLSCertFile, TLSKeyFile: cfg.Ops.TLSKeyFile, Logger: log},
+			opshttp.Handlers{
+				Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+				Ready: func(ctx context.Context) error {
+					if err := store.Ping(ctx); err != nil {
+						return errors.New("clickhouse not reachable")
+					}
+					if _, err := consumer.Lag(ctx); err != nil {
+						return errors.New("kafka not reachable")
+					}
+					return nil
+				},
+				Reload: rl.Reload,
+			})
+		if err != nil {
+			return fmt.Errorf("ops: %w", err)
+		}
+		octx, ocancel := context.WithCancel(ctx)
+		g.Add(func() error { return ops.Run(octx) }, func(error) { ocancel() })
+		log.Info("operations listener", "addr", cfg.Ops.Addr, "endpoints", "/metrics /healthz /readyz /-/reload")
+	}
+	{
+		wctx, wcancel := context.WithCancel(ctx)
+		g.Add(func() error { rl.watch(wctx, cfg.Ops.WatchInterval.D()); return nil }, func(error) { wcancel() })
+	}
+	{
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		stop := make(chan struct{})
+		g.Add(func() error {
+			for {
+				select {
+				case <-hup:
+					rl.Reload(ctx) //nolint:errcheck // logged and counted by Reload
+				case <-stop:
+					return nil
+				}
+			}
+		}, func(error) { signal.Stop(hup); close(stop) })
+	}
 	{
 		pctx, pcancel := context.WithCancel(ctx)
 		g.Add(func() error { return pl.Run(pctx) }, func(error) { pcancel() })
