@@ -55,6 +55,7 @@ var exported = []string{
 	"vigil_responders_breaker_open",
 	"vigil_responders_paused",
 	"vigil_responders_blocks_active",
+	"vigil_responders_edge_items",
 	"vigil_responders_edge_drift_total",
 	"vigil_rules_loaded",
 	"vigil_rules_reloads_total",

@@ -169,6 +169,7 @@ type Responder struct {
 	brk       breaker
 	raised    map[string]time.Time // guard alert → when last raised
 	sending   map[string]bool      // block prefixes whose call is under way
+	edgeItems int                  // Vigil's items at the edge at the last reconcile; -1 before
 	seen      map[string]bool      // alert keys triaged, so a redelivered alert is absorbed
 	seenOrder []string
 }
@@ -209,7 +210,7 @@ func New(cfg Config, store Store, sys Systems, lookup func(id string) *rules.Rul
 		cfg: cfg, store: store, sys: sys, rules: lookup, log: cfg.Logger,
 		queue: make(chan Alert, cfg.QueueSize), jobs: make(chan job, cfg.Workers*16),
 		open: map[string]*Incident{}, inForce: map[string]ActionRecord{}, blocks: map[string]BlockRecord{},
-		perMinute: map[string]*slidingCount{}, perInc: map[string]int{}, raised: map[string]time.Time{}, seen: map[string]bool{}, sending: map[string]bool{},
+		perMinute: map[string]*slidingCount{}, perInc: map[string]int{}, raised: map[string]time.Time{}, seen: map[string]bool{}, sending: map[string]bool{}, edgeItems: -1,
 		allow: newAllowlist(cfg.AllowCIDRs, cfg.AllowKeys),
 		brk:   breaker{maxActions: cfg.BreakerActions, maxErrors: cfg.BreakerErrors, cooldown: cfg.BreakerCooldown},
 	}
@@ -243,6 +244,7 @@ func (r *Responder) Enqueue(a Alert) {
 // Gauges is the responders' state at one moment, for metrics.
 type Gauges struct {
 	Queue, OpenIncidents, ActiveBlocks int
+	EdgeItems                          int // -1 until the edge was read
 	BreakerOpen, Paused                bool
 }
 
@@ -250,7 +252,7 @@ type Gauges struct {
 func (r *Responder) Gauges() Gauges {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return Gauges{Queue: len(r.queue), OpenIncidents: len(r.open), ActiveBlocks: len(r.blocks),
+	return Gauges{Queue: len(r.queue), OpenIncidents: len(r.open), ActiveBlocks: len(r.blocks), EdgeItems: r.edgeItems,
 		BreakerOpen: r.brk.isOpen(r.cfg.Now()), Paused: r.paused.Load()}
 }
 

@@ -246,6 +246,7 @@ func (r *Responder) reconcile(ctx context.Context) {
 	atEdge := map[string]bool{}
 	var extra []netip.Prefix
 	r.mu.Lock()
+	r.edgeItems = len(items)
 	for _, it := range items {
 		atEdge[it.Prefix.String()] = true
 		if _, ok := r.blocks[it.Prefix.String()]; !ok && !r.sending[it.Prefix.String()] {

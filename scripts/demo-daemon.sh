@@ -13,6 +13,7 @@ VIGIL=${VIGIL:-bin/vigil}
 OUT=.cache/demo
 START=${START:-2026-11-23T14:00:00Z}   # a Monday afternoon (UTC)
 BROKER=127.0.0.1:${DEMO_KAFKA_PORT:-19092}
+OPS=127.0.0.1:${DEMO_OPS_PORT:-19464}
 export CLICKHOUSE_DIR=$PWD/.cache/demo-clickhouse
 export CLICKHOUSE_TCP_PORT=${DEMO_CLICKHOUSE_PORT:-19000} CLICKHOUSE_HTTP_PORT=${DEMO_CLICKHOUSE_HTTP_PORT:-18123}
 DB=vigil_demo
@@ -59,6 +60,8 @@ clickhouse:
   batch_interval: 500ms
 rules:
   paths: ["$PWD/configs/rules"]
+ops:
+  addr: $OPS
 log:
   level: warn
   format: text
@@ -90,6 +93,10 @@ for _ in $(seq 60); do
 	sleep 1
 done
 sleep 1
+echo
+echo "==> the daemon's metrics (http://$OPS/metrics; health at /healthz and /readyz)"
+curl -sf "http://$OPS/metrics" | grep -E '^vigil_(ingest_records_consumed_total|detector_events_total|responders_incidents_opened_total|rules_loaded|pipeline_buffered_records)' \
+	| grep -v ' 0$' | sed 's/^/    /' || true
 pkill -TERM -f "$VIGIL run --config $OUT/vigil.yaml" 2>/dev/null || true
 wait "$daemon_pipe" 2>/dev/null || true
 
@@ -121,6 +128,7 @@ cat <<EOF
   SELECT reason, raw FROM $DB.dead_letters LIMIT 10
   $VIGIL incidents list --config $OUT/vigil.yaml      (needs ClickHouse running)
   docs/responders.md         incidents, actions, guards, and going from dry run to enforcement
+  docs/operations.md         metrics, dashboard (deploy/grafana), alerts, hot reload, deployment
   $OUT/vigil.yaml        the daemon's configuration ($VIGIL config check $OUT/vigil.yaml)
   $OUT/alerts.jsonl      the alerts as JSON, one per line
   docs/daemon.md             delivery guarantees, tables, configuration

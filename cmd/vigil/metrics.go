@@ -31,6 +31,7 @@ func stateCollector(pl *pipeline.Pipeline, consumer *ingest.Consumer, resp *resp
 		breaker   = d("vigil_responders_breaker_open", "1 while the circuit breaker is open.")
 		paused    = d("vigil_responders_paused", "1 while the kill switch is on.")
 		blocks    = d("vigil_responders_blocks_active", "Blocks in force.")
+		edge      = d("vigil_responders_edge_items", "Vigil's items at the edge (Cloudflare list or access rules) at the last reconcile.")
 	)
 	b01 := func(b bool) float64 {
 		if b {
@@ -39,7 +40,7 @@ func stateCollector(pl *pipeline.Pipeline, consumer *ingest.Consumer, resp *resp
 		return 0
 	}
 	return &metrics.Func{
-		Descs: []*prometheus.Desc{groups, evictions, late, lag, committed, queue, open, breaker, paused, blocks},
+		Descs: []*prometheus.Desc{groups, evictions, late, lag, committed, queue, open, breaker, paused, blocks, edge},
 		Fn: func(ch chan<- prometheus.Metric) {
 			for _, s := range pl.RuleStats() {
 				ch <- prometheus.MustNewConstMetric(groups, prometheus.GaugeValue, float64(s.Groups), s.Rule)
@@ -67,6 +68,7 @@ func stateCollector(pl *pipeline.Pipeline, consumer *ingest.Consumer, resp *resp
 				ch <- prometheus.MustNewConstMetric(breaker, prometheus.GaugeValue, b01(g.BreakerOpen))
 				ch <- prometheus.MustNewConstMetric(paused, prometheus.GaugeValue, b01(g.Paused))
 				ch <- prometheus.MustNewConstMetric(blocks, prometheus.GaugeValue, float64(g.ActiveBlocks))
+				ch <- prometheus.MustNewConstMetric(edge, prometheus.GaugeValue, float64(max(g.EdgeItems, 0)))
 			}
 		},
 	}

@@ -177,9 +177,48 @@ log:
 	}
 	d.cmd.Wait()
 	log, _ := os.ReadFile(logPath)
+
+	// The on-call commands read the same database.
+	cli := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := run(append(args, "--config", cfgPath), &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	code, out := cli("incidents", "list")
+	if code != 0 || strings.Count(out, "inc_") != 3 || !strings.Contains(out, "key-burst") {
+		t.Errorf("incidents list: %d\n%s", code, out)
+	}
+	var keyIncident string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "key-burst") {
+			keyIncident = strings.Fields(line)[0]
+		}
+	}
+	code, out = cli("incidents", "show", keyIncident)
+	if code != 0 || !strings.Contains(out, "revoke_key") || !strings.Contains(out, "succeeded") || !strings.Contains(out, "--param_g0=\"key_stolen\"") {
+		t.Errorf("incidents show: %d\n%s", code, out)
+	}
+	if code, out = cli("keys", "restore", "key_stolen", "--incident", keyIncident); code != 0 {
+		t.Errorf("keys restore: %d %s", code, out)
+	}
+	if k, _ := admin.Key("key_stolen"); k.Status != "active" {
+		t.Errorf("restored key status = %s", k.Status)
+	}
+	if code, out = cli("incidents", "show", keyIncident); !strings.Contains(out, "restore_key") {
+		t.Errorf("the restore is not in the action log:\n%s", out)
+	}
+	if code, out = cli("respond", "pause"); code != 0 {
+		t.Errorf("respond pause: %d %s", code, out)
+	}
+	if _, out = cli("respond", "status"); !strings.Contains(out, "paused") {
+		t.Errorf("respond status after pause: %s", out)
+	}
+	if code, out = cli("incidents", "resolve", keyIncident); code != 0 || !strings.Contains(out, "review due") {
+		t.Errorf("incidents resolve: %d %s", code, out)
+	}
 	for _, secret := range []string{adminToken, cfToken, sentry.PublicKey()} {
-		if bytes.Contains(log, []byte(secret)) {
-			t.Errorf("a configured secret appears in the daemon's output")
+		if bytes.Contains(log, []byte(secret)) || strings.Contains(out, secret) {
+			t.Errorf("a configured secret appears in the daemon's or the commands' output")
 		}
 	}
 }
