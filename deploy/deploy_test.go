@@ -46,6 +46,7 @@ var exported = []string{
 	"vigil_detector_group_evictions_total",
 	"vigil_detector_late_events_total",
 	"vigil_detector_alerts_total",
+	"vigil_detector_shadow_alerts_total",
 	"vigil_responders_queue_length",
 	"vigil_responders_queue_dropped_total",
 	"vigil_responders_incidents_opened_total",
@@ -86,6 +87,7 @@ var metricLabels = map[string][]string{
 	"vigil_detector_group_evictions_total":     {"rule"},
 	"vigil_detector_late_events_total":         {"rule"},
 	"vigil_detector_alerts_total":              {"rule", "severity"},
+	"vigil_detector_shadow_alerts_total":       {"rule", "severity"},
 	"vigil_responders_incidents_opened_total":  {"severity"},
 	"vigil_responders_actions_total":           {"kind", "outcome"},
 	"vigil_responders_guard_skips_total":       {"guard"},
@@ -109,6 +111,7 @@ var labelValues = map[string]map[string][]string{
 	"vigil_clickhouse_insert_errors_total":    {"kind": {"retryable", "bad_data"}},
 	"vigil_detector_events_total":             {"source": sources},
 	"vigil_detector_alerts_total":             {"severity": severities},
+	"vigil_detector_shadow_alerts_total":      {"severity": severities},
 	"vigil_responders_incidents_opened_total": {"severity": severities},
 	"vigil_responders_actions_total": {
 		"kind": {"open_incident", "revoke_key", "block_ip", "watch", "isolate_namespace",

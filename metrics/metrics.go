@@ -28,6 +28,7 @@ type Metrics struct {
 	DetectorEvents  *prometheus.CounterVec // source
 	EvalDuration    prometheus.Histogram
 	Alerts          *prometheus.CounterVec // rule, severity
+	ShadowAlerts    *prometheus.CounterVec // rule, severity
 	QueueDropped    prometheus.Counter
 	IncidentsOpened *prometheus.CounterVec // severity
 	Actions         *prometheus.CounterVec // kind, outcome
@@ -66,6 +67,8 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Help: "Time to decode and evaluate one batch.", Buckets: latency}),
 		Alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_detector_alerts_total",
 			Help: "Alerts fired, by rule and severity."}, []string{"rule", "severity"}),
+		ShadowAlerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_detector_shadow_alerts_total",
+			Help: "Alerts fired by shadow rules (stored, never acted on), by rule and severity."}, []string{"rule", "severity"}),
 		QueueDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_responders_queue_dropped_total",
 			Help: "Alerts not queued for triage because the queue was full; the catch-up pass triages them from ClickHouse."}),
 		IncidentsOpened: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_responders_incidents_opened_total",
@@ -91,7 +94,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()}})
 		info.Set(1)
 		reg.MustRegister(info, m.Consumed, m.Invalid, m.BatchSize, m.Buffered, m.BufferCapacity, m.InsertDuration,
-			m.InsertErrors, m.ClickHouseUp, m.DetectorEvents, m.EvalDuration, m.Alerts, m.QueueDropped, m.IncidentsOpened,
+			m.InsertErrors, m.ClickHouseUp, m.DetectorEvents, m.EvalDuration, m.Alerts, m.ShadowAlerts, m.QueueDropped, m.IncidentsOpened,
 			m.Actions, m.GuardSkips, m.EdgeDrift, m.RulesLoaded, m.Reloads, m.LastReloadOK, m.LastReloadTime)
 	}
 	return m

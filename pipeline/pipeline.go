@@ -313,7 +313,11 @@ func (p *Pipeline) evaluate(batch []ingest.Message) *evaluatedBatch {
 		m.Invalid.WithLabelValues(d.Msg.Source.String(), metrics.ReasonCode(d.Reason)).Inc()
 	}
 	for _, a := range eb.alerts {
-		m.Alerts.WithLabelValues(a.Rule.ID, a.Severity.Name()).Inc()
+		if a.Rule.Shadow {
+			m.ShadowAlerts.WithLabelValues(a.Rule.ID, a.Severity.Name()).Inc()
+		} else {
+			m.Alerts.WithLabelValues(a.Rule.ID, a.Severity.Name()).Inc()
+		}
 	}
 	stats := p.det.Stats()
 	p.ruleStats.Store(&stats)

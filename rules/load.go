@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -46,6 +47,7 @@ func LoadFiles(paths ...string) (*Set, error) {
 	set := &Set{Files: files}
 	var errs ErrorList
 	seen := map[string]*Rule{}
+	revs := map[string]string{} // directory → git revision
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -54,7 +56,14 @@ func LoadFiles(paths ...string) (*Set, error) {
 		}
 		rs, ferrs := Parse(f, data)
 		errs = append(errs, ferrs...)
+		dir := filepath.Dir(f)
+		rev, ok := revs[dir]
+		if !ok {
+			rev = gitRevision(dir)
+			revs[dir] = rev
+		}
 		for _, r := range rs {
+			r.GitRevision = rev
 			if first, dup := seen[r.ID]; dup {
 				errs = append(errs, &Error{File: r.File, Line: r.Line, Column: r.idCol,
 					Msg: fmt.Sprintf("duplicate rule id %q (first defined at %s:%d)", r.ID, first.File, first.Line)})

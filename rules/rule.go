@@ -212,6 +212,10 @@ type Rule struct {
 	// FileHash is a content hash of the whole rule file, recorded with
 	// incidents so they point at the exact file that produced them.
 	FileHash string
+	// GitRevision is the commit checked out in the git work tree holding
+	// the rule file, when there is one: with Hash it names the exact rule
+	// behind every alert.
+	GitRevision string
 }
 
 // GroupFields returns the fields whose values identify a group, in the

@@ -252,7 +252,7 @@ func (s *Store) Offenses(ctx context.Context, prefix string, since time.Time) (i
 
 // PendingAlerts returns alerts stored since t that no incident holds yet.
 func (s *Store) PendingAlerts(ctx context.Context, since time.Time) ([]responders.StoredAlert, error) {
-	rows, err := s.conn.Query(ctx, "SELECT alert_key, alert_json FROM "+s.db+".alerts FINAL WHERE stored_at >= ? AND alert_key NOT IN "+
+	rows, err := s.conn.Query(ctx, "SELECT alert_key, alert_json FROM "+s.db+".alerts FINAL WHERE stored_at >= ? AND NOT shadow AND alert_key NOT IN "+
 		"(SELECT arrayJoin(alert_keys) FROM "+s.db+".incidents WHERE updated_at >= ?) ORDER BY at, alert_key", since.UTC(), since.UTC())
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: read pending alerts: %w", err)

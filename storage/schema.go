@@ -180,4 +180,9 @@ var migrations = []migration{
 		) ENGINE = ReplacingMergeTree(at)
 		ORDER BY name`,
 	}},
+	{4, "alerts: shadow mode and the rule's provenance", []string{
+		`ALTER TABLE {db}.alerts ADD COLUMN IF NOT EXISTS shadow Bool DEFAULT false`,
+		`ALTER TABLE {db}.alerts ADD COLUMN IF NOT EXISTS rule_file_hash String DEFAULT ''`,
+		`ALTER TABLE {db}.alerts ADD COLUMN IF NOT EXISTS rule_git_revision String DEFAULT ''`,
+	}},
 }

@@ -231,7 +231,7 @@ func (s *Store) InsertAlerts(ctx context.Context, alerts []*detector.Alert) erro
 			}
 			if err := b.Append(a.Key(), a.Rule.ID, uint8(a.Severity), a.Rule.Source.String(), group, a.Value, a.Threshold,
 				time.Unix(0, a.WindowStart).UTC(), time.Unix(0, a.WindowEnd).UTC(), time.Unix(0, a.At).UTC(), a.PHI,
-				labels, a.SampleIDs, a.Actions, a.Rule.Hash, string(js)); err != nil {
+				labels, a.SampleIDs, a.Actions, a.Rule.Hash, string(js), a.Rule.Shadow, a.Rule.FileHash, a.Rule.GitRevision); err != nil {
 				return err
 			}
 		}
@@ -247,7 +247,7 @@ const (
 	auditColumns = "ts, event_id, org_id, actor_id, actor_type, api_key_id, key_permission, ip, action, resource_type, " +
 		"resource_id, namespace, data_classification, status, changes, extra, topic, partition, offset"
 	alertColumns = "alert_key, rule, severity, source, group_json, value, threshold, window_start, window_end, at, phi, " +
-		"labels, sample_ids, actions, rule_hash, alert_json"
+		"labels, sample_ids, actions, rule_hash, alert_json, shadow, rule_file_hash, rule_git_revision"
 )
 
 // groupJSON cuts the "group" object out of an alert's JSON.

@@ -86,6 +86,7 @@ func TestOperationsListener(t *testing.T) {
 	dir := t.TempDir()
 	goodRules := `rules:
   - {id: brute-force, source: requests, where: 'status == 401', group_by: [ip], window: 1m, aggregate: count, threshold: '>= 10', severity: medium}
+  - {id: brute-tighter, mode: shadow, source: requests, where: 'status == 401', group_by: [ip], window: 1m, aggregate: count, threshold: '>= 5', severity: high}
 `
 	rulesPath := filepath.Join(dir, "rules.yaml")
 	os.WriteFile(rulesPath, []byte(goodRules), 0o644)
@@ -140,6 +141,7 @@ log: {level: info, format: text}
 	for {
 		samples = scrape(t, base)
 		if samples[`vigil_detector_alerts_total{rule="brute-force",severity="medium"}`] == 1 &&
+			samples[`vigil_detector_shadow_alerts_total{rule="brute-tighter",severity="high"}`] == 1 &&
 			samples[`vigil_responders_incidents_opened_total{severity="medium"}`] == 1 {
 			break
 		}
@@ -147,6 +149,16 @@ log: {level: info, format: text}
 			t.Fatalf("no alert and incident in the metrics within a minute")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// The shadow rule's alert is stored, marked, and opened no incident.
+	if n := countQuery(t, addr, db, "SELECT count() FROM "+db+".alerts FINAL WHERE rule = 'brute-tighter' AND shadow"); n != 1 {
+		t.Errorf("stored shadow alerts = %d, want 1", n)
+	}
+	if n := countQuery(t, addr, db, "SELECT count() FROM "+db+".incidents FINAL"); n != 1 {
+		t.Errorf("incidents = %d, want 1 (none for the shadow rule)", n)
+	}
+	if samples[`vigil_responders_incidents_opened_total{severity="high"}`] != 0 {
+		t.Error("the shadow rule opened an incident")
 	}
 	if v := samples[`vigil_ingest_records_invalid_total{reason="malformed_json",source="requests"}`]; v != 1 {
 		t.Errorf("invalid malformed_json = %v, want 1", v)
@@ -204,19 +216,19 @@ log: {level: info, format: text}
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 500 || !strings.Contains(string(body), "rules.yaml:3:") {
-		t.Errorf("reload of a bad file: %d %q, want 500 with rules.yaml:3:col", resp.StatusCode, body)
+	if resp.StatusCode != 500 || !strings.Contains(string(body), "rules.yaml:4:") {
+		t.Errorf("reload of a bad file: %d %q, want 500 with rules.yaml:4:col", resp.StatusCode, body)
 	}
 	samples = scrape(t, base)
-	if samples["vigil_rules_last_reload_successful"] != 0 || samples["vigil_rules_loaded"] != 1 {
-		t.Errorf("after a failed reload: last_reload_successful %v, loaded %v; want 0 and 1",
+	if samples["vigil_rules_last_reload_successful"] != 0 || samples["vigil_rules_loaded"] != 2 {
+		t.Errorf("after a failed reload: last_reload_successful %v, loaded %v; want 0 and 2",
 			samples["vigil_rules_last_reload_successful"], samples["vigil_rules_loaded"])
 	}
 
 	// A fixed file is picked up by the watcher.
 	os.WriteFile(rulesPath, []byte(goodRules+"  - {id: second, source: audit, where: 'action == \"x\"', severity: low, new_value: {field: ip, per: [actor_id]}}\n"), 0o644)
 	deadline = time.Now().Add(30 * time.Second)
-	for samples = scrape(t, base); samples["vigil_rules_loaded"] != 2 || samples["vigil_rules_last_reload_successful"] != 1; samples = scrape(t, base) {
+	for samples = scrape(t, base); samples["vigil_rules_loaded"] != 3 || samples["vigil_rules_last_reload_successful"] != 1; samples = scrape(t, base) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the watcher did not reload the fixed file: %v rules", samples["vigil_rules_loaded"])
 		}
