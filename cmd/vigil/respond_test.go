@@ -216,9 +216,31 @@ log:
 	if code, out = cli("incidents", "resolve", keyIncident); code != 0 || !strings.Contains(out, "review due") {
 		t.Errorf("incidents resolve: %d %s", code, out)
 	}
+	// No planted secret in the logs, the commands' output, any row Vigil
+	// wrote to ClickHouse, or any event it sent to Sentry.
+	var events bytes.Buffer
+	for _, e := range sentry.Envelopes() {
+		for _, it := range e.Items {
+			events.Write(it.Payload)
+		}
+	}
+	rowsWith := func(table, s string) uint64 {
+		return countQuery(t, addr, db, "SELECT count() FROM "+db+"."+table+" AS t WHERE position(toString(tuple(t.*)), '"+s+"') > 0")
+	}
+	if rowsWith("actions", "key_stolen") == 0 { // the search itself works
+		t.Fatal("row search found no action naming key_stolen")
+	}
 	for _, secret := range []string{adminToken, cfToken, sentry.PublicKey()} {
 		if bytes.Contains(log, []byte(secret)) || strings.Contains(out, secret) {
 			t.Errorf("a configured secret appears in the daemon's or the commands' output")
+		}
+		if bytes.Contains(events.Bytes(), []byte(secret)) {
+			t.Errorf("a configured secret appears in an event sent to Sentry")
+		}
+		for _, table := range []string{"incidents", "actions", "alerts", "blocks", "dead_letters", "control"} {
+			if n := rowsWith(table, secret); n != 0 {
+				t.Errorf("a configured secret appears in %d rows of %s", n, table)
+			}
 		}
 	}
 }
