@@ -12,18 +12,25 @@ import (
 	"github.com/vigil-sec/vigil/event"
 )
 
-// ReplaySlice is how much event time Replay hands over at once.
-const ReplaySlice = 30 * time.Second
+// ReplaySlice is how much event time Replay hands over at once when a
+// table holds several partitions; replayChunk how many offsets when it
+// holds one.
+const (
+	ReplaySlice = 30 * time.Second
+	replayChunk = 10000
+)
 
 // Replay streams the stored events that were committed — rows whose Kafka
 // offset is below the group's committed offset of their partition — from
 // the last `lookback` of event time, to fn. It is how a restarted daemon
 // rebuilds its detection state without counting the uncommitted tail twice
-// (Kafka redelivers that). Rows come in slices of ReplaySlice of event
-// time, oldest first; within a slice they are ordered by topic, partition
-// and offset, so the caller can merge each partition's run by event time
-// exactly as it did when the records first arrived. Partitions without a
-// commit contribute nothing.
+// (Kafka redelivers that). A table fed by a single partition comes in its
+// arrival (offset) order, so the rebuilt state is the one the daemon had;
+// with several partitions rows come in slices of ReplaySlice of event time,
+// ordered within a slice by topic, partition and offset, so the caller can
+// merge each partition's run by event time as it does live. The two tables
+// are independent streams (rules read one source each). Partitions without
+// a commit contribute nothing.
 func (s *Store) Replay(ctx context.Context, committed map[string]map[int]int64, lookback time.Duration, fn func([]event.Event, []Origin)) (int, error) {
 	cond, args := committedCondition(committed)
 	if cond == "" {
@@ -39,8 +46,21 @@ func (s *Store) Replay(ctx context.Context, committed map[string]map[int]int64, 
 		return 0, nil
 	}
 	rargs := append([]any{newest.Add(-lookback)}, args...)
-	slice := "intDiv(toUnixTimestamp64Milli(ts), " + fmt.Sprint(ReplaySlice.Milliseconds()) + ")"
 	open := func(table, cols string) (driver.Rows, error) {
+		// A table fed by one partition replays in offset order — exactly
+		// the order its records first arrived in, out-of-order event times
+		// included — in chunks of offsets. Several partitions have no
+		// single arrival order: they replay in slices of event time, each
+		// partition's run in offset order, merged like a live batch.
+		var parts uint64
+		if err := s.conn.QueryRow(ctx, "SELECT uniqExact(topic, partition) FROM "+s.db+"."+table+
+			" WHERE ts >= ? AND ("+cond+")", rargs...).Scan(&parts); err != nil {
+			return nil, err
+		}
+		slice := "intDiv(toUnixTimestamp64Milli(ts), " + fmt.Sprint(ReplaySlice.Milliseconds()) + ")"
+		if parts <= 1 {
+			slice = "toInt64(intDiv(offset, " + fmt.Sprint(replayChunk) + "))"
+		}
 		return s.conn.Query(ctx, "SELECT "+slice+" AS slice, topic, partition, offset, "+cols+" FROM "+s.db+"."+table+
 			" FINAL WHERE ts >= ? AND ("+cond+") ORDER BY slice, topic, partition, offset", rargs...)
 	}

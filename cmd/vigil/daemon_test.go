@@ -10,7 +10,9 @@ import (
 	"github.com/vigil-sec/vigil/internal/itest"
 	"os"
 	"os/exec"
+	"math/rand"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -293,43 +295,59 @@ log:
 	// Generous limits: under -race the whole suite shares two cores, and a
 	// loaded CI machine must not fail this test for being slow.
 	const patience = 3 * time.Minute
-	launched := time.Now()
-	d1 := startDaemon(t, cfgPath, logPath)
 	stored := func() uint64 {
 		return countQuery(t, addr, db, "SELECT (SELECT count() FROM "+db+".request_events) + (SELECT count() FROM "+db+".audit_events)")
 	}
-	// Wait until some batches are stored (the tables exist once the daemon migrated).
-	for {
-		if time.Since(launched) > patience {
-			t.Fatalf("daemon stored nothing in %v:\n%s", patience, d1.tail(20))
-		}
-		if d1.cmd.ProcessState != nil {
-			t.Fatalf("daemon exited early")
-		}
-		if n := countQuery(t, addr, db, "SELECT count() FROM system.tables WHERE database = '"+db+"' AND name = 'audit_events'"); n == 1 {
-			if n := stored(); n >= 8000 {
-				break
+	// Kill the daemon with SIGKILL several times, each at a random point of
+	// the stream (VIGIL_KILLS, default 2; the soak profile uses more), and
+	// restart it each time.
+	kills := 2
+	if v, err := strconv.Atoi(os.Getenv("VIGIL_KILLS")); err == nil && v > 0 {
+		kills = v
+	}
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("%d kills, seed %d", kills, seed)
+	var storedAtKill []uint64
+	produced := nReq + nAud
+	for k := 1; k <= kills; k++ {
+		launched := time.Now()
+		d := startDaemon(t, cfgPath, logPath)
+		// A kill point between the previous one and the end, spread out.
+		target := produced * uint64(k) / uint64(kills+1)
+		target += uint64(rng.Int63n(int64(produced/uint64(4*(kills+1)) + 1)))
+		for {
+			if time.Since(launched) > patience {
+				t.Fatalf("daemon %d did not reach %d stored records in %v:\n%s", k, target, patience, d.tail(20))
 			}
+			if d.cmd.ProcessState != nil {
+				t.Fatalf("daemon %d exited early", k)
+			}
+			if n := countQuery(t, addr, db, "SELECT count() FROM system.tables WHERE database = '"+db+"' AND name = 'audit_events'"); n == 1 {
+				if n := stored(); n >= target {
+					break
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err := d1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	d1.cmd.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	lagAtKill, err := groupLag(ctx, broker.Addr(), "vigil", topics)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	storedAtKill := stored()
-	t.Logf("killed after %v with %d records stored; group lag %v", time.Since(start).Round(time.Millisecond), storedAtKill, lagAtKill)
-	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
-	ids, err := evictDeadMembers(ctx, broker.Addr(), "vigil")
-	cancel()
-	if err != nil {
-		t.Logf("evicting the killed member %v failed (the restart waits for its session to expire): %v", ids, err)
+		if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		d.cmd.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		lagAtKill, err := groupLag(ctx, broker.Addr(), "vigil", topics)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		storedAtKill = append(storedAtKill, stored())
+		t.Logf("kill %d after %v with %d records stored; group lag %v", k, time.Since(start).Round(time.Millisecond), storedAtKill[k-1], lagAtKill)
+		ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+		ids, err := evictDeadMembers(ctx, broker.Addr(), "vigil")
+		cancel()
+		if err != nil {
+			t.Logf("evicting the killed member %v failed (the restart waits for its session to expire): %v", ids, err)
+		}
 	}
 
 	restart := time.Now()
@@ -400,7 +418,7 @@ log:
 			t.Errorf("%s = %d, want %d", c.q, n, c.want)
 		}
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	lag, err := groupLag(ctx, broker.Addr(), "vigil", topics)
 	cancel()
 	if err != nil {
@@ -473,7 +491,7 @@ log:
 		t.Errorf("%d actions went beyond dry run with responders.dry_run on", called)
 	}
 	t.Logf("%d incidents from %d alerts", incidents, len(got))
-	t.Logf("%d records (%d invalid, %d TTL-expired), %d rows before merge (%d redelivered duplicates), %d stored at the kill, caught up %v after the restart, total %v",
+	t.Logf("%d records (%d invalid, %d TTL-expired), %d rows before merge (%d redelivered duplicates), %v stored at the kills, caught up %v after the last restart, total %v",
 		total, invalid, expReq+expAud, rawRows, rawRows-wantReq-wantAud, storedAtKill, caughtUp.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	t.Logf("alerts vs replay after the kill: replay %d, stored %d, %d of replay's missing (dormant beyond retention), %d not in replay",
 		len(want), len(got), missing, extra)
