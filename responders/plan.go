@@ -146,8 +146,12 @@ func (r *Responder) plan(ctx context.Context, inc *Incident, a Alert, rule *rule
 	}
 	r.counted(recs)
 	for _, j := range jobs {
+		ch := r.jobs
+		if j.kind == BlockIP {
+			ch = r.blockJobs
+		}
 		select {
-		case r.jobs <- j:
+		case ch <- j:
 		case <-ctx.Done():
 			return // planned records without an outcome are re-checked at the next start
 		}

@@ -144,14 +144,15 @@ type Stats struct {
 
 // Responder triages alerts into incidents and runs their actions.
 type Responder struct {
-	cfg   Config
-	store Store
-	sys   Systems
-	rules func(id string) *rules.Rule
-	log   *slog.Logger
-	queue chan Alert
-	jobs  chan job
-	Stats Stats
+	cfg       Config
+	store     Store
+	sys       Systems
+	rules     func(id string) *rules.Rule
+	log       *slog.Logger
+	queue     chan Alert
+	jobs      chan job
+	blockJobs chan job // one sender, so block writes can be merged
+	Stats     Stats
 
 	catchUp   atomic.Bool // alerts were dropped: run a catch-up pass
 	paused    atomic.Bool // the kill switch in effect (config or ClickHouse)
@@ -208,7 +209,7 @@ func New(cfg Config, store Store, sys Systems, lookup func(id string) *rules.Rul
 	cfg.fill()
 	r := &Responder{
 		cfg: cfg, store: store, sys: sys, rules: lookup, log: cfg.Logger,
-		queue: make(chan Alert, cfg.QueueSize), jobs: make(chan job, cfg.Workers*16),
+		queue: make(chan Alert, cfg.QueueSize), jobs: make(chan job, cfg.Workers*16), blockJobs: make(chan job, maxBlockBatch),
 		open: map[string]*Incident{}, inForce: map[string]ActionRecord{}, blocks: map[string]BlockRecord{},
 		perMinute: map[string]*slidingCount{}, perInc: map[string]int{}, raised: map[string]time.Time{}, seen: map[string]bool{}, sending: map[string]bool{}, edgeItems: -1,
 		allow: newAllowlist(cfg.AllowCIDRs, cfg.AllowKeys),
@@ -278,8 +279,11 @@ func (r *Responder) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.work(wctx) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); r.blockWork(wctx) }()
 	defer func() {
 		close(r.jobs)
+		close(r.blockJobs)
 		wg.Wait()
 		stopWorkers()
 	}()

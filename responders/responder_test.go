@@ -305,7 +305,7 @@ func TestGuardsKeepAllowlistedAddressesAndAdminKeys(t *testing.T) {
 	if n := len(e.admin.Requests()); n != 0 {
 		t.Errorf("admin API called %d times", n)
 	}
-	if n := e.cf.Count("append_items"); n != 0 {
+	if n := e.cf.Count("POST /accounts/{account_id}/rules/lists/{list_id}/items"); n != 0 {
 		t.Errorf("Cloudflare list written %d times", n)
 	}
 	// With allow_admin_revoke the same ADMIN key is revoked.
@@ -535,6 +535,79 @@ func TestRetryableFailuresAreRetriedAndRecorded(t *testing.T) {
 		for _, inc := range incs {
 			if has(e.outcomes(t, inc.ID), "revoke_key key_missing failed") {
 				return true
+			}
+		}
+		return false
+	})
+}
+
+// A flood of alerts does not become a flood of blocks: with the default
+// caps at most 60 blocks a minute go out and the rest are skipped;
+// internal addresses in the flood are never blocked.
+func TestAlertFloodIsHeldByTheCaps(t *testing.T) {
+	e := newEnv(t)
+	r, _ := e.start(t, e.config(), nil)
+	const flood = 150
+	for i := range flood {
+		ip := fmt.Sprintf("198.51.%d.%d", 100+i/250, i%250+1)
+		if i%10 == 0 {
+			ip = fmt.Sprintf("10.9.%d.%d", i/250, i%250+1)
+		}
+		r.Enqueue(withActions(alert("brute", "ip", ip, t0), responders.BlockIP))
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for r.Stats.Incidents.Load() < flood {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d incidents triaged in 90s", r.Stats.Incidents.Load(), flood)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor(t, "the blocks sent", func() bool { return len(e.cf.Items(account, "vigil_blocked")) == 60 })
+	// Blocks waiting together are merged into one list write.
+	n := e.cf.Count("POST /accounts/{account_id}/rules/lists/{list_id}/items")
+	t.Logf("%d list writes for 60 blocks", n)
+	if n >= 60 {
+		t.Errorf("%d list writes for 60 blocks: not merged", n)
+	}
+	time.Sleep(200 * time.Millisecond)
+	items := e.cf.Items(account, "vigil_blocked")
+	if len(items) != 60 {
+		t.Errorf("%d blocks at the edge, want the per-minute cap of 60", len(items))
+	}
+	for _, it := range items {
+		if strings.HasPrefix(it.IP, "10.") {
+			t.Errorf("internal address %s blocked", it.IP)
+		}
+	}
+	g := r.Gauges()
+	if g.ActiveBlocks != 60 {
+		t.Errorf("ledger holds %d blocks, want 60", g.ActiveBlocks)
+	}
+}
+
+// Faults of the edge and the admin API — a hang past the client's
+// timeout, a 503, a malformed answer — are retried with backoff or end
+// as a recorded failure; nothing is lost and nothing hangs.
+func TestDependencyFaultsAreRetriedOrRecorded(t *testing.T) {
+	e := newEnv(t)
+	e.admin.AddKey("key_1", "active", "WRITE")
+	e.admin.AddKey("key_2", "active", "WRITE")
+	e.cf.HangNext(1, 3*time.Second) // the client gives up after 2 s; the retry succeeds
+	e.admin.Inject(1, admintest.Fault{Status: 503})
+	r, _ := e.start(t, e.config(), nil)
+	r.Enqueue(withActions(alert("brute", "ip", "203.0.113.70", t0), responders.BlockIP))
+	r.Enqueue(withActions(alert("key-abuse", "api_key_id", "key_1", t0), responders.RevokeKey))
+	waitFor(t, "the block after the hang", func() bool { return len(e.cf.Items(account, "vigil_blocked")) == 1 })
+	waitFor(t, "the revoke after the 503", func() bool { k, _ := e.admin.Key("key_1"); return k.Status == "revoked" })
+	e.admin.Inject(1, admintest.Fault{Malformed: true})
+	r.Enqueue(withActions(alert("key-abuse", "api_key_id", "key_2", t0), responders.RevokeKey))
+	waitFor(t, "the malformed answer recorded", func() bool {
+		incs, _ := e.store.Incidents(context.Background(), "", 10)
+		for _, inc := range incs {
+			for _, o := range e.outcomes(t, inc.ID) {
+				if strings.HasPrefix(o, "revoke_key key_2 ") && (strings.HasSuffix(o, " failed") || strings.HasSuffix(o, " succeeded")) {
+					return true
+				}
 			}
 		}
 		return false

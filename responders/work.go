@@ -10,6 +10,44 @@ import (
 	"time"
 )
 
+// incidentOf names the incident of a job's i-th target: a merged block
+// job carries targets of several incidents.
+func (j *job) incidentOf(i int) string {
+	if i < len(j.blocks) && j.blocks[i].IncidentID != "" {
+		return j.blocks[i].IncidentID
+	}
+	return j.inc.ID
+}
+
+// maxBlockBatch bounds the blocks merged into one call; the Cloudflare
+// client chunks its writes further.
+const maxBlockBatch = 1000
+
+// blockWork sends block jobs, merging those waiting into one call: a
+// burst of alerts becomes one list write, not one write per address
+// (the edge's API has a rate limit and one bulk operation at a time).
+func (r *Responder) blockWork(ctx context.Context) {
+	for j := range r.blockJobs {
+		merged := j
+		merged.targets = append([]string(nil), j.targets...)
+		merged.blocks = append([]Block(nil), j.blocks...)
+	drain:
+		for len(merged.blocks) < maxBlockBatch {
+			select {
+			case more, ok := <-r.blockJobs:
+				if !ok {
+					break drain
+				}
+				merged.targets = append(merged.targets, more.targets...)
+				merged.blocks = append(merged.blocks, more.blocks...)
+			default:
+				break drain
+			}
+		}
+		r.safeSend(ctx, merged)
+	}
+}
+
 // work sends jobs until the job channel closes.
 func (r *Responder) work(ctx context.Context) {
 	for j := range r.jobs {
@@ -49,7 +87,7 @@ func (r *Responder) send(ctx context.Context, j job) {
 		if err == nil {
 			recs := make([]ActionRecord, 0, len(j.targets))
 			for i, t := range j.targets {
-				rec := ActionRecord{At: now, IncidentID: j.inc.ID, Kind: j.kind, Target: t, Outcome: Succeeded, Attempt: attempt, Detail: detail}
+				rec := ActionRecord{At: now, IncidentID: j.incidentOf(i), Kind: j.kind, Target: t, Outcome: Succeeded, Attempt: attempt, Detail: detail}
 				if j.kind == BlockIP {
 					rec.ExpiresAt = j.blocks[i].Until
 				}
@@ -65,8 +103,8 @@ func (r *Responder) send(ctx context.Context, j job) {
 			outcome = Failed
 		}
 		recs := make([]ActionRecord, 0, len(j.targets))
-		for _, t := range j.targets {
-			recs = append(recs, ActionRecord{At: now, IncidentID: j.inc.ID, Kind: j.kind, Target: t, Outcome: outcome, Attempt: attempt, Error: err.Error()})
+		for i, t := range j.targets {
+			recs = append(recs, ActionRecord{At: now, IncidentID: j.incidentOf(i), Kind: j.kind, Target: t, Outcome: outcome, Attempt: attempt, Error: err.Error()})
 		}
 		r.mu.Lock()
 		tripped := r.brk.failure(now)
@@ -167,7 +205,7 @@ func (r *Responder) forget(j job) {
 	if j.kind == BlockIP {
 		var recs []BlockRecord
 		for _, b := range j.blocks {
-			recs = append(recs, BlockRecord{Prefix: b.Prefix.String(), IncidentID: j.inc.ID, BlockedAt: r.cfg.Now().UTC(),
+			recs = append(recs, BlockRecord{Prefix: b.Prefix.String(), IncidentID: b.IncidentID, BlockedAt: r.cfg.Now().UTC(),
 				ExpiresAt: b.Until, Status: BlockRemoved})
 		}
 		go r.store.WriteBlocks(context.Background(), recs) //nolint:errcheck // best effort: a stale active row only causes a no-op unblock
