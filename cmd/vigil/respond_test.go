@@ -204,7 +204,7 @@ log:
 	if k, _ := admin.Key("key_stolen"); k.Status != "active" {
 		t.Errorf("restored key status = %s", k.Status)
 	}
-	if code, out = cli("incidents", "show", keyIncident); !strings.Contains(out, "restore_key") {
+	if code, out = cli("incidents", "show", keyIncident); code != 0 || !strings.Contains(out, "restore_key") {
 		t.Errorf("the restore is not in the action log:\n%s", out)
 	}
 	if code, out = cli("respond", "pause"); code != 0 {
