@@ -7,6 +7,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/itest"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -26,16 +27,26 @@ import (
 // or the broker goes away mid-stream and comes back, with no operator
 // action. They run in CI, so outages are kept short (see the constants).
 
-const (
+// Outage lengths: short in CI, longer in the soak profile
+// (VIGIL_CH_OUTAGE=60s, VIGIL_BROKER_OUTAGE=30s make soak).
+var (
 	// chOutage is how long ClickHouse is down in
-	// TestClickHouseOutageMidStream. Production outages are longer; 10s is
-	// enough for several retries with backoff and for the queue to fill,
-	// and keeps CI short.
-	chOutage = 10 * time.Second
+	// TestClickHouseOutageMidStream; 10s is enough for several retries with
+	// backoff and for the queue to fill.
+	chOutage = envDuration("VIGIL_CH_OUTAGE", 10*time.Second)
 	// brokerOutage is how long the broker is down in
 	// TestBrokerRestartMidStream.
-	brokerOutage = 2 * time.Second
+	brokerOutage = envDuration("VIGIL_BROKER_OUTAGE", 2*time.Second)
+)
 
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
+
+const (
 	faultBatch       = 2000
 	faultMaxBuffered = 3 * faultBatch
 	faultPartitions  = 3
