@@ -2,6 +2,8 @@ module github.com/vigil-sec/vigil
 
 go 1.26.8
 
+toolchain go1.26.11
+
 require (
 	github.com/cloudflare/cloudflare-go/v6 v6.10.0
 	github.com/expr-lang/expr v1.17.8
@@ -34,7 +36,7 @@ require (
 require (
 	github.com/ClickHouse/ch-go v0.74.0 // indirect
 	github.com/ClickHouse/clickhouse-go/v2 v2.50.0
-	github.com/andybalholm/brotli v1.2.6 // indirect
+	github.com/andybalholm/brotli v1.2.7 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-faster/city v1.0.1 // indirect
 	github.com/go-faster/errors v0.7.1 // indirect

@@ -122,3 +122,29 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A value from the environment may be a secret: errors quote the
+// reference as written, never what it expanded to.
+func TestErrorsNeverQuoteExpandedEnvironmentValues(t *testing.T) {
+	const secret = "s3cr3t-Value-42"
+	env := func(k string) (string, bool) { return secret, true }
+	for _, doc := range []string{
+		"kafka:\n  brokers: ${PASSWORD}\n",
+		"log:\n  level: ${PASSWORD}\n",
+		"clickhouse:\n  batch_size: ${PASSWORD}\n",
+		"clickhouse:\n  password_file: ${PASSWORD}\n",
+		"ops:\n  addr: ${PASSWORD}\n",
+	} {
+		_, err := Parse("vigil.yaml", []byte(doc), env)
+		if err == nil {
+			t.Errorf("%q: no error", doc)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("%q: the error quotes the secret: %v", doc, err)
+		}
+		if !strings.Contains(err.Error(), "${PASSWORD}") {
+			t.Errorf("%q: the error should name the reference: %v", doc, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -72,7 +73,30 @@ func Load(path string) (*Config, error) {
 // Parse decodes configuration text over Default().
 func Parse(name string, data []byte, env Env) (*Config, error) {
 	cfg := Default()
-	d := &decoder{file: name, env: env}
+	d := &decoder{file: name}
+	// Remember what each ${VAR} expanded to: error messages quote values,
+	// and a value from the environment may be a secret, so messages show
+	// the reference as written instead.
+	expanded := map[string]string{}
+	d.env = func(key string) (string, bool) {
+		v, ok := env(key)
+		if ok && len(v) >= 3 {
+			expanded[v] = "${" + key + "}"
+		}
+		return v, ok
+	}
+	defer func() {
+		vals := make([]string, 0, len(expanded))
+		for v := range expanded {
+			vals = append(vals, v)
+		}
+		sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
+		for _, e := range d.errs {
+			for _, v := range vals {
+				e.Msg = strings.ReplaceAll(e.Msg, v, expanded[v])
+			}
+		}
+	}()
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line, msg := yamlpos.SyntaxError(err)

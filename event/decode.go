@@ -712,11 +712,11 @@ func (d *Decoder) integer(id fieldID, i int) (v int64, next int, set bool, err e
 	}
 	lit := data[i:next]
 	if !isInt {
-		return 0, next, false, d.invalidf(id, "want integer, got number %s", truncate(string(lit)))
+		return 0, next, false, d.invalidf(id, "want integer, got number %s", truncateBytes(lit))
 	}
 	v, ok := parseInt(lit)
 	if !ok {
-		return 0, next, false, d.invalidf(id, "%s does not fit a 64-bit integer", truncate(string(lit)))
+		return 0, next, false, d.invalidf(id, "%s does not fit a 64-bit integer", truncateBytes(lit))
 	}
 	return v, next, true, nil
 }
@@ -737,10 +737,10 @@ func (d *Decoder) latency(e *Event, i int) (next int, set bool, err error) {
 	lit := data[i:next]
 	v, ok := parseFloat(lit)
 	if !ok {
-		return next, false, d.invalidf(fLatencyMs, "%s is out of range", truncate(string(lit)))
+		return next, false, d.invalidf(fLatencyMs, "%s is out of range", truncateBytes(lit))
 	}
 	if v < 0 {
-		return next, false, d.invalidf(fLatencyMs, "must not be negative, got %s", truncate(string(lit)))
+		return next, false, d.invalidf(fLatencyMs, "must not be negative, got %s", truncateBytes(lit))
 	}
 	e.LatencyMs = v + 0 // turns -0 into 0
 	return next, true, nil
@@ -790,11 +790,11 @@ func (d *Decoder) ts(e *Event, i int) (next int, set bool, err error) {
 		}
 		lit := data[i:next]
 		if !isInt {
-			return next, false, d.invalidf(fTS, "want integer Unix milliseconds, got number %s", truncate(string(lit)))
+			return next, false, d.invalidf(fTS, "want integer Unix milliseconds, got number %s", truncateBytes(lit))
 		}
 		ms, ok := parseInt(lit)
 		if !ok || ms < minTSMillis || ms > maxTSMillis {
-			return next, false, d.invalidf(fTS, "%s Unix milliseconds is outside the years %d..%d", truncate(string(lit)), minYear, maxYear)
+			return next, false, d.invalidf(fTS, "%s Unix milliseconds is outside the years %d..%d", truncateBytes(lit), minYear, maxYear)
 		}
 		e.TS = ms * 1e6
 		return next, true, nil
@@ -930,6 +930,16 @@ func truncate(s string) string {
 		i--
 	}
 	return s[:i] + "…"
+}
+
+// truncateBytes is truncate(string(b)) without copying all of b: a number
+// literal can be as long as the record, and truncate looks at most at its
+// first 65 bytes.
+func truncateBytes(b []byte) string {
+	if keep := 64 + utf8.UTFMax; len(b) > keep {
+		b = b[:keep]
+	}
+	return truncate(string(b))
 }
 
 // ---- scanning ----

@@ -47,9 +47,15 @@ func Parse(path string, data []byte) (*File, error) {
 }
 
 type parser struct {
-	file string
-	errs rules.ErrorList
+	file   string
+	errs   rules.ErrorList
+	events int // built so far in this file, bounded by MaxFileEvents
 }
+
+// MaxFileEvents bounds the events one test file may build (repeats and
+// YAML aliases multiply quickly): a few hundred bytes must not cost
+// gigabytes.
+const MaxFileEvents = 200000
 
 func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
 	p.errs = append(p.errs, &rules.Error{File: p.file, Line: n.Line, Column: n.Column, Msg: fmt.Sprintf(format, args...)})
@@ -466,6 +472,11 @@ func (b *eventBuilder) add(evs []event.Event, n *yaml.Node, index int) []event.E
 		return evs // an unknown key or field: decoding would only add confusing errors
 	}
 
+	if p.events+repeat > MaxFileEvents {
+		p.errorf(n, "event %d: the file builds more than %d events; split it or lower repeat", index, MaxFileEvents)
+		return evs
+	}
+	p.events += repeat
 	for i := 0; i < repeat; i++ {
 		b.n++
 		id := ""
