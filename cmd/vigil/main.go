@@ -18,6 +18,7 @@ const usage = `vigil — streaming detection and response for API request and au
 Usage:
   vigil run --config FILE [--print-alerts]
   vigil replay --rules PATH [--rules PATH ...] [--requests FILE ...] [--audit FILE ...]
+  vigil backtest --config FILE --rules PATH... [--baseline PATH...] --from T [--to T] [--json] [--html FILE] [--fail-on-new-alerts N] [--thresholds]
   vigil rules lint PATH...
   vigil rules test PATH...
   vigil generate --out DIR [--start RFC3339] [--duration 24h] [--rate 50] [--seed 1] [--attacks all|none|NAME,...] [--gzip]
@@ -50,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "replay":
 		return cmdReplay(args[1:], stdout, stderr)
+	case "backtest":
+		return cmdBacktest(args[1:], stdout, stderr)
 	case "rules":
 		if len(args) < 2 {
 			fmt.Fprint(stderr, "usage: vigil rules lint|test PATH...\n")
