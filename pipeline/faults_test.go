@@ -3,12 +3,13 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"github.com/vigil-sec/vigil/internal/itest"
 	"io"
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/vigil-sec/vigil/event"
 	"github.com/vigil-sec/vigil/ingest"
 	"github.com/vigil-sec/vigil/internal/chtest"
+	"github.com/vigil-sec/vigil/internal/itest"
 	"github.com/vigil-sec/vigil/rules"
 	"github.com/vigil-sec/vigil/storage"
 	"github.com/vigil-sec/vigil/traffic"
@@ -186,6 +188,12 @@ type faultRig struct {
 }
 
 func startFaultPipeline(t *testing.T, brokerAddr, chAddr, db string) *faultRig {
+	return startFaultPipelineWith(t, brokerAddr, chAddr, db, nil)
+}
+
+// startFaultPipelineWith is startFaultPipeline with the store wrapped
+// (nil: the witness store itself).
+func startFaultPipelineWith(t *testing.T, brokerAddr, chAddr, db string, wrap func(*witnessStore) Store) *faultRig {
 	t.Helper()
 	set, err := rules.LoadFiles("../configs/rules")
 	if err != nil {
@@ -214,8 +222,12 @@ func startFaultPipeline(t *testing.T, brokerAddr, chAddr, db string) *faultRig {
 	det := detector.New(set.Rules, detector.Config{Shards: 2})
 	t.Cleanup(det.Close)
 	// RetryMax 2s (default 10s) keeps the recovery after the outage short.
+	var store Store = ws
+	if wrap != nil {
+		store = wrap(ws)
+	}
 	pl := New(Config{BatchSize: faultBatch, BatchInterval: 200 * time.Millisecond, MaxBuffered: faultMaxBuffered,
-		RetryMax: 2 * time.Second, Logger: log}, consumer, ws, dlq, det)
+		RetryMax: 2 * time.Second, Logger: log}, consumer, store, dlq, det)
 	runCtx, cancel := context.WithCancel(ctx)
 	r := &faultRig{consumer: consumer, store: ws, pl: pl, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- pl.Run(runCtx) }()
@@ -479,4 +491,60 @@ func TestBrokerRestartMidStream(t *testing.T) {
 	checkEndState(t, d, r, addr, db)
 	t.Logf("%d records (%d invalid), %d stored incl. redeliveries, broker down %v, total %v", d.total, d.invalid,
 		r.pl.Stats.Stored.Load()+r.pl.Stats.Invalid.Load(), brokerOutage, time.Since(start).Round(time.Millisecond))
+}
+
+// flakyStore is a slow, unreliable ClickHouse: every insert is delayed, a
+// third of the event inserts fail with a retryable error, and half of
+// those fail after the rows were stored (the answer lost on the way back).
+type flakyStore struct {
+	*witnessStore
+	delay  time.Duration
+	calls  atomic.Int64
+	failed atomic.Int64
+}
+
+func (f *flakyStore) InsertEvents(ctx context.Context, recs []storage.Record, token string) error {
+	time.Sleep(f.delay)
+	n := f.calls.Add(1)
+	switch {
+	case n%6 == 0:
+		if err := f.witnessStore.InsertEvents(ctx, recs, token); err != nil {
+			return err
+		}
+		f.failed.Add(1)
+		return &storage.Error{Table: "request_events", Retryable: true, Err: errors.New("read: connection reset by peer")}
+	case n%3 == 0:
+		f.failed.Add(1)
+		return &storage.Error{Table: "request_events", Retryable: true, Err: errors.New("code: 252, too many parts")}
+	}
+	return f.witnessStore.InsertEvents(ctx, recs, token)
+}
+
+// A slow ClickHouse that fails a third of the inserts, some of them after
+// storing the rows: every record ends up stored exactly once, nothing is
+// committed before it is stored, and no operator is needed.
+func TestSlowAndFlakyClickHouse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs ClickHouse and the dev broker")
+	}
+	d := makeFaultData(t, 29)
+	addr, db := chtest.NewDatabase(t)
+	broker := brokertest.Start(t, map[string]int32{"requests": faultPartitions, "audit": faultPartitions, "dlq": 1})
+	for topic, data := range map[string][]byte{"requests": bytes.Join(d.reqs[:], nil), "audit": bytes.Join(d.auds[:], nil)} {
+		if _, err := itest.ProduceLines(context.Background(), broker.Addr(), topic, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var flaky *flakyStore
+	r := startFaultPipelineWith(t, broker.Addr(), addr, db, func(ws *witnessStore) Store {
+		flaky = &flakyStore{witnessStore: ws, delay: 50 * time.Millisecond}
+		return flaky
+	})
+	r.waitLagZero(t, d.total, 2*time.Minute)
+	r.store.checkCommitted(t, r.consumer.Committed(), "at the end")
+	checkEndState(t, d, r, addr, db)
+	t.Logf("%d records, %d event inserts, %d failed (half of them after storing)", d.total, flaky.calls.Load(), flaky.failed.Load())
+	if flaky.failed.Load() == 0 {
+		t.Error("no insert failed: the test did not test anything")
+	}
 }
