@@ -2,9 +2,12 @@ package responders
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -210,4 +213,30 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 		d = 0
 	}
 	return min(d, 10*time.Minute)
+}
+
+// GroupKey is the canonical text of an incident's group: its "field=value"
+// pairs in the rule's order, joined by commas, with "%" and "," inside a
+// pair percent-escaped so that no two groups share a key. Sentry
+// fingerprints and webhook deliveries use the same text.
+func GroupKey(group []string) string {
+	esc := strings.NewReplacer("%", "%25", ",", "%2C")
+	parts := make([]string, len(group))
+	for i, pair := range group {
+		parts[i] = esc.Replace(pair)
+	}
+	return strings.Join(parts, ",")
+}
+
+// GroupHash is the hex SHA-256 of GroupKey(group), or "" for no group: it
+// stands in for the group values of PHI incidents, so a Sentry issue and a
+// webhook delivery of one incident can be matched. Low-entropy values (an
+// IP address) can be recovered from it by trying candidates: it keeps
+// values out of sight, not out of reach.
+func GroupHash(group []string) string {
+	if len(group) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(GroupKey(group)))
+	return hex.EncodeToString(sum[:])
 }

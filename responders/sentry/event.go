@@ -1,8 +1,6 @@
 package sentry
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"math"
 	"strconv"
@@ -15,7 +13,7 @@ import (
 )
 
 // Fingerprint is the Sentry fingerprint of inc: "vigil", the rule, and the
-// group as GroupKey, or for PHI incidents the group's SHA-256, so that all
+// group as responders.GroupKey, or for PHI incidents the group's SHA-256, so that all
 // updates of one incident (same rule, same group) form one Sentry issue.
 // An incident without a group has only the first two elements.
 func Fingerprint(inc *responders.Incident) []string {
@@ -23,37 +21,11 @@ func Fingerprint(inc *responders.Incident) []string {
 	switch {
 	case len(inc.Group) == 0:
 	case inc.PHI:
-		fp = append(fp, "sha256:"+GroupHash(inc.Group))
+		fp = append(fp, "sha256:"+responders.GroupHash(inc.Group))
 	default:
-		fp = append(fp, GroupKey(inc.Group))
+		fp = append(fp, responders.GroupKey(inc.Group))
 	}
 	return fp
-}
-
-// GroupKey is the canonical text of a group: its "field=value" pairs in
-// the rule's order, joined by commas, with "%" and "," inside a pair
-// percent-escaped so that no two groups share a key. It is the same text
-// as webhook.GroupKey.
-func GroupKey(group []string) string {
-	esc := strings.NewReplacer("%", "%25", ",", "%2C")
-	parts := make([]string, len(group))
-	for i, pair := range group {
-		parts[i] = esc.Replace(pair)
-	}
-	return strings.Join(parts, ",")
-}
-
-// GroupHash is the hex SHA-256 of GroupKey(group), or "" for no group; it
-// equals webhook.GroupHash, so a Sentry issue and a webhook delivery of one
-// PHI incident can be matched. Low-entropy values (an IP address) can be
-// recovered from it by trying candidates: it keeps values out of sight,
-// not out of reach.
-func GroupHash(group []string) string {
-	if len(group) == 0 {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(GroupKey(group)))
-	return hex.EncodeToString(sum[:])
 }
 
 // severityName is the incident's severity name, or the plan's name for
@@ -153,7 +125,7 @@ func newEvent(inc *responders.Incident) *sentrygo.Event {
 	if len(inc.Labels) > 0 {
 		incident["labels"] = inc.Labels
 	}
-	if h := GroupHash(inc.Group); h != "" {
+	if h := responders.GroupHash(inc.Group); h != "" {
 		incident["group_hash"] = h
 	}
 	evidence := sentrygo.Context{

@@ -2,8 +2,6 @@ package webhook
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"math"
@@ -82,7 +80,7 @@ func NewPayload(inc *responders.Incident) Payload {
 		PHI:          inc.PHI,
 		Status:       inc.Status,
 		Source:       inc.Source,
-		GroupHash:    GroupHash(inc.Group),
+		GroupHash:    responders.GroupHash(inc.Group),
 		Orgs:         list(inc.Orgs),
 		Namespaces:   list(inc.Namespaces),
 		Keys:         list(inc.Keys),
@@ -114,32 +112,6 @@ func NewPayload(inc *responders.Incident) Payload {
 		p.QueryParams = inc.QueryParams
 	}
 	return p
-}
-
-// GroupKey is the canonical text of a group: its "field=value" pairs in
-// the rule's order, joined by commas, with "%" and "," inside a pair
-// percent-escaped so that no two groups share a key. It is empty for an
-// alert without a group. The Sentry notifier uses the same text in its
-// fingerprint.
-func GroupKey(group []string) string {
-	esc := strings.NewReplacer("%", "%25", ",", "%2C")
-	parts := make([]string, len(group))
-	for i, pair := range group {
-		parts[i] = esc.Replace(pair)
-	}
-	return strings.Join(parts, ",")
-}
-
-// GroupHash is the hex SHA-256 of GroupKey(group), or "" for no group. It
-// stands in for the group values of PHI incidents. Low-entropy values (an
-// IP address) can be recovered from it by trying candidates, so it hides
-// values from casual readers, not from a determined one.
-func GroupHash(group []string) string {
-	if len(group) == 0 {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(GroupKey(group)))
-	return hex.EncodeToString(sum[:])
 }
 
 // Group is a list of "field=value" pairs encoded as a JSON object that

@@ -411,10 +411,10 @@ func TestGroupHash(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := webhook.GroupKey(tt.group); got != tt.key {
+			if got := responders.GroupKey(tt.group); got != tt.key {
 				t.Errorf("GroupKey = %q, want %q", got, tt.key)
 			}
-			h := webhook.GroupHash(tt.group)
+			h := responders.GroupHash(tt.group)
 			if len(tt.group) == 0 && h != "" {
 				t.Errorf("GroupHash = %q, want empty", h)
 			}
