@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -194,6 +195,28 @@ func HTTPError(system, op string, status int, retryAfter string, now time.Time, 
 	e.Final = status >= 400 && status < 500 && status != 408 && status != 429
 	e.RetryAfter = ParseRetryAfter(retryAfter, now)
 	return e
+}
+
+// TransportError is the CallError for a request that got no answer: the
+// caller gave up (caller ended), the attempt timed out (attempt ended
+// after timeout), or the connection failed. The URL of a *url.Error is
+// never quoted (its query or userinfo may hold a credential), only the
+// cause, passed through clean to remove anything else secret.
+func TransportError(system, op string, caller, attempt context.Context, timeout time.Duration, err error, clean func(string) string) *CallError {
+	ce := &CallError{System: system, Op: op}
+	switch {
+	case caller.Err() != nil:
+		ce.Msg = "canceled by the caller before an answer arrived"
+	case attempt.Err() != nil:
+		ce.Msg = fmt.Sprintf("no answer within %s", timeout)
+	default:
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		ce.Msg = clean(err.Error())
+	}
+	return ce
 }
 
 // ParseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.

@@ -277,7 +277,7 @@ func (c *Client) do(ctx context.Context, method, op, path string, body []byte, n
 
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return 0, nil, c.transportError(parent, ctx, op, err)
+		return 0, nil, responders.TransportError(system, op, parent, ctx, c.timeout, err, c.redact)
 	}
 	defer resp.Body.Close()
 	answer, readErr := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
@@ -311,25 +311,6 @@ func (c *Client) do(ctx context.Context, method, op, path string, body []byte, n
 		return code, nil, &responders.CallError{System: system, Op: op, Status: code, Final: true, Msg: with(conflict)}
 	}
 	return code, nil, responders.HTTPError(system, op, code, resp.Header.Get("Retry-After"), c.now(), msg)
-}
-
-// transportError describes a request that got no answer. It never quotes
-// the request URL's userinfo or headers, only the cause.
-func (c *Client) transportError(parent, ctx context.Context, op string, err error) *responders.CallError {
-	ce := &responders.CallError{System: system, Op: op}
-	switch {
-	case parent.Err() != nil:
-		ce.Msg = "canceled by the caller before an answer arrived"
-	case ctx.Err() != nil:
-		ce.Msg = fmt.Sprintf("no answer within %s", c.timeout)
-	default:
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		ce.Msg = c.redact(err.Error())
-	}
-	return ce
 }
 
 // serverMessage extracts the server's explanation from an error answer:

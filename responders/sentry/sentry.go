@@ -45,7 +45,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -249,21 +248,7 @@ func (n *Notifier) outcome(parent, ctx context.Context, rec *recorder) error {
 		// not encode the event: a bug, not a reason to retry.
 		return &responders.CallError{System: system, Op: op, Final: true, Msg: "the Sentry SDK did not send the event"}
 	case r.err != nil:
-		ce := &responders.CallError{System: system, Op: op}
-		switch {
-		case parent.Err() != nil:
-			ce.Msg = "canceled by the caller before an answer arrived"
-		case ctx.Err() != nil:
-			ce.Msg = fmt.Sprintf("no answer within %s", n.timeout)
-		default:
-			err := r.err
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err
-			}
-			ce.Msg = n.trim(err.Error())
-		}
-		return ce
+		return responders.TransportError(system, op, parent, ctx, n.timeout, r.err, n.trim)
 	}
 
 	now := n.now()

@@ -199,7 +199,7 @@ func (n *Notifier) Notify(ctx context.Context, inc *responders.Incident) error {
 
 	resp, err := n.hc.Do(req)
 	if err != nil {
-		return n.transportError(parent, ctx, err)
+		return responders.TransportError(system, op, parent, ctx, n.timeout, err, n.redact)
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
@@ -224,25 +224,6 @@ func (n *Notifier) with(s string, answer []byte) string {
 		return s + ": " + m
 	}
 	return s
-}
-
-func (n *Notifier) transportError(parent, ctx context.Context, err error) *responders.CallError {
-	ce := &responders.CallError{System: system, Op: op}
-	switch {
-	case parent.Err() != nil:
-		ce.Msg = "canceled by the caller before an answer arrived"
-	case ctx.Err() != nil:
-		ce.Msg = fmt.Sprintf("no answer within %s", n.timeout)
-	default:
-		// url.Error quotes the URL, whose query may hold a receiver's
-		// token; keep only the cause.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		ce.Msg = n.redact(err.Error())
-	}
-	return ce
 }
 
 // serverMessage is the receiver's answer made safe to quote: one line,
