@@ -6,6 +6,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/vigil-sec/vigil/detector"
+	"github.com/vigil-sec/vigil/responders"
 )
 
 // Responders configures incidents and automatic response
@@ -112,16 +115,8 @@ type Cloudflare struct {
 func defaultResponders() Responders {
 	return Responders{
 		Enabled: true, DryRun: true, QueueSize: 10000, Workers: 4,
-		Policy: map[string][]string{
-			"critical": {"open_incident", "revoke_key", "block_ip", "isolate_namespace"},
-			"high":     {"open_incident", "revoke_key", "watch"},
-			"medium":   {"open_incident", "watch"},
-			"low":      {},
-		},
-		Caps: Caps{
-			PerMinute:   map[string]int{"open_incident": 60, "revoke_key": 10, "block_ip": 60, "watch": 120, "isolate_namespace": 5},
-			PerIncident: map[string]int{"open_incident": 100, "revoke_key": 5, "block_ip": 50, "watch": 20, "isolate_namespace": 3},
-		},
+		Policy:  defaultPolicy(),
+		Caps:    Caps{PerMinute: responders.DefaultPerMinute(), PerIncident: responders.DefaultPerIncident()},
 		Breaker: Breaker{MaxActions: 100, MaxErrors: 20, Cooldown: Duration(5 * time.Minute)},
 		Blocks: Blocks{TTL: Duration(24 * time.Hour), MaxTTL: Duration(30 * 24 * time.Hour), OffenderMemory: Duration(90 * 24 * time.Hour),
 			ExpiryInterval: Duration(30 * time.Second), ReconcileInterval: Duration(5 * time.Minute)},
@@ -129,6 +124,15 @@ func defaultResponders() Responders {
 		Retries:    Retries{MaxAttempts: 5, Min: Duration(time.Second), Max: Duration(time.Minute)},
 		Cloudflare: Cloudflare{Mode: "list", ListName: "vigil_blocked", MaxRetries: 2, RequestsPer5Min: 1200},
 	}
+}
+
+// defaultPolicy is the detector's severity table, keyed by severity name.
+func defaultPolicy() map[string][]string {
+	p := map[string][]string{}
+	for sev, actions := range detector.DefaultPolicy() {
+		p[sev.Name()] = actions
+	}
+	return p
 }
 
 var actionNames = map[string]bool{"open_incident": true, "revoke_key": true, "block_ip": true, "watch": true, "isolate_namespace": true}

@@ -69,11 +69,15 @@ type Config struct {
 	Now     func() time.Time
 }
 
-// Defaults for Config's zero values.
-var (
-	defaultPerMinute   = map[string]int{OpenIncident: 60, RevokeKey: 10, BlockIP: 60, Watch: 120, IsolateNamespace: 5}
-	defaultPerIncident = map[string]int{OpenIncident: 100, RevokeKey: 5, BlockIP: 50, Watch: 20, IsolateNamespace: 3}
-)
+// DefaultPerMinute and DefaultPerIncident are the caps that Config's
+// zero values take, and the configuration's defaults.
+func DefaultPerMinute() map[string]int {
+	return map[string]int{OpenIncident: 60, RevokeKey: 10, BlockIP: 60, Watch: 120, IsolateNamespace: 5}
+}
+
+func DefaultPerIncident() map[string]int {
+	return map[string]int{OpenIncident: 100, RevokeKey: 5, BlockIP: 50, Watch: 20, IsolateNamespace: 3}
+}
 
 func (c *Config) fill() {
 	set := func(v *int, d int) {
@@ -115,8 +119,8 @@ func (c *Config) fill() {
 		}
 		return out
 	}
-	c.PerMinute = caps(c.PerMinute, defaultPerMinute)
-	c.PerIncident = caps(c.PerIncident, defaultPerIncident)
+	c.PerMinute = caps(c.PerMinute, DefaultPerMinute())
+	c.PerIncident = caps(c.PerIncident, DefaultPerIncident())
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -415,10 +419,7 @@ func (r *Responder) runCatchUp(ctx context.Context) {
 			r.log.Warn("stored alert unreadable; skipped", "key", p.Key, "err", err)
 			continue
 		}
-		if rule := r.rules(a.Rule); rule != nil && rule.Shadow {
-			continue
-		}
-		r.handle(ctx, a)
+		r.handle(ctx, a) // skips rules that are now in shadow mode
 		n++
 	}
 	if n > 0 {
