@@ -72,6 +72,18 @@ func (r *Responder) plan(ctx context.Context, inc *Incident, a Alert, rule *rule
 	record := func(kind, target, outcome, guard, detail string) {
 		recs = append(recs, ActionRecord{At: now, IncidentID: inc.ID, Kind: kind, Target: target, Outcome: outcome, Guard: guard, Detail: detail})
 	}
+	// The ledger is read before taking the lock: no ClickHouse round trip
+	// while the workers and /metrics wait for it.
+	offenses := map[string]int{}
+	if !dry && contains(a.Actions, BlockIP) {
+		for _, t := range r.targets(BlockIP, inc, a) {
+			if addr, err := netip.ParseAddr(t); err == nil {
+				if p := BlockPrefix(addr); !r.allow.protects(p) {
+					offenses[p.String()] = r.offense(ctx, p.String(), now)
+				}
+			}
+		}
+	}
 	r.mu.Lock()
 	for _, kind := range a.Actions {
 		targets := r.targets(kind, inc, a)
@@ -103,7 +115,7 @@ func (r *Responder) plan(ctx context.Context, inc *Incident, a Alert, rule *rule
 				r.inForce[kind+"\x1f"+t] = rec
 				r.Stats.Actions.Add(1)
 			case kind == BlockIP:
-				offense := r.offense(ctx, prefix.String(), now)
+				offense := max(offenses[prefix.String()], 1)
 				ttl := min(r.cfg.BlockTTL<<min(offense-1, 20), r.cfg.BlockTTLMax)
 				b := BlockRecord{Prefix: prefix.String(), IncidentID: inc.ID, BlockedAt: now, ExpiresAt: now.Add(ttl), Offense: offense, Status: BlockActive}
 				r.blocks[b.Prefix] = b
