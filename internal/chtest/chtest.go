@@ -162,7 +162,7 @@ func NewDatabase(t testing.TB) (addr string, db string) {
 	db = databaseName(t.Name())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := execOnce(ctx, native, "CREATE DATABASE "+db); err != nil {
+	if err := execOnce(ctx, native, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
 		t.Fatalf("chtest: creating database %s: %v", db, err)
 	}
 	t.Cleanup(func() {
@@ -220,6 +220,25 @@ func dial(addr, db string) (driver.Conn, error) {
 }
 
 func execOnce(ctx context.Context, addr, query string) error {
+	// The engine aborts on some client hiccups (a cancelled query, a client
+	// gone with an unread result) and the watchdog restarts it within
+	// seconds: a connection that fails is retried until ctx ends, so one
+	// test's abort does not fail the tests after it.
+	for {
+		err := execConn(ctx, addr, query)
+		var ex *clickhouse.Exception
+		if err == nil || errors.As(err, &ex) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func execConn(ctx context.Context, addr, query string) error {
 	conn, err := dial(addr, "default")
 	if err != nil {
 		return err
