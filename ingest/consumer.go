@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/vigil-sec/vigil/event"
 )
 
 // errClosed is returned by Fetch and Commit after Close. It wraps io.EOF,
@@ -323,34 +325,16 @@ func (c *Consumer) inFlight() int {
 // nothing. It asks the broker (OffsetFetch and ListOffsets); kafka-go's
 // Reader.Stats().Lag is one partition's gauge and is useless for groups.
 func (c *Consumer) Lag(ctx context.Context) (map[string]map[int]int64, error) {
-	parts, err := c.partitionsOf(ctx, slices.Sorted(maps.Keys(c.cfg.Topics)))
+	ps, err := c.Positions(ctx)
 	if err != nil {
 		return nil, err
 	}
-	committed, err := c.groupOffsets(ctx, parts)
-	if err != nil {
-		return nil, fmt.Errorf("ingest: lag: %w", err)
-	}
-	ends, err := c.listOffsets(ctx, parts, kafka.LastOffsetOf)
-	if err != nil {
-		return nil, err
-	}
-	starts, err := c.listOffsets(ctx, parts, kafka.FirstOffsetOf)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]map[int]int64, len(parts))
-	for topic, ps := range parts {
-		m := make(map[int]int64, len(ps))
-		for _, p := range ps {
-			key := topicPartition{topic, p}
-			from := starts[key]
-			if off, ok := committed[key]; ok && off > from {
-				from = off
-			}
-			m[p] = max(ends[key]-from, 0)
+	out := make(map[string]map[int]int64)
+	for _, p := range ps {
+		if out[p.Topic] == nil {
+			out[p.Topic] = make(map[int]int64)
 		}
-		out[topic] = m
+		out[p.Topic][p.Partition] = max(p.End-p.Start, 0)
 	}
 	return out, nil
 }
@@ -503,6 +487,52 @@ func (c *Consumer) GroupCommitted(ctx context.Context) (map[string]map[int]int64
 			out[k.topic] = map[int]int64{}
 		}
 		out[k.topic][k.partition] = off
+	}
+	return out, nil
+}
+
+// Position is where one input partition stands: Start is where the group
+// resumes reading it (its committed offset, else the log start) and End the
+// offset after its last record. A partition whose records up to End have
+// all been handed out holds nothing back.
+type Position struct {
+	Source     event.Source
+	Topic      string
+	Partition  int
+	Start, End int64
+}
+
+// Positions returns the Position of every partition of the input topics,
+// asking the broker (Metadata, OffsetFetch, ListOffsets). The pipeline uses
+// it to tell a partition with nothing to read from one that is merely
+// slow, when it merges partitions by event time.
+func (c *Consumer) Positions(ctx context.Context) ([]Position, error) {
+	parts, err := c.partitionsOf(ctx, slices.Sorted(maps.Keys(c.cfg.Topics)))
+	if err != nil {
+		return nil, err
+	}
+	committed, err := c.groupOffsets(ctx, parts)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: positions: %w", err)
+	}
+	ends, err := c.listOffsets(ctx, parts, kafka.LastOffsetOf)
+	if err != nil {
+		return nil, err
+	}
+	starts, err := c.listOffsets(ctx, parts, kafka.FirstOffsetOf)
+	if err != nil {
+		return nil, err
+	}
+	var out []Position
+	for _, topic := range slices.Sorted(maps.Keys(parts)) {
+		for _, p := range parts[topic] {
+			key := topicPartition{topic, p}
+			start := starts[key]
+			if off, ok := committed[key]; ok && off > start {
+				start = off
+			}
+			out = append(out, Position{Source: c.cfg.Topics[topic], Topic: topic, Partition: p, Start: start, End: ends[key]})
+		}
 	}
 	return out, nil
 }

@@ -86,6 +86,12 @@ type Message struct {
 	Time      time.Time
 }
 
+// Ref is the message without its contents: what MarkStored needs, without
+// holding the bytes.
+func (m Message) Ref() Message {
+	return Message{Source: m.Source, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+}
+
 // withDefaults validates cfg and fills in defaults. needTopics is false for
 // the dead-letter writer, which does not read.
 func (cfg Config) withDefaults(needTopics bool) (Config, error) {

@@ -22,6 +22,8 @@ type Metrics struct {
 	BatchSize       prometheus.Histogram
 	Buffered        prometheus.Gauge
 	BufferCapacity  prometheus.Gauge
+	ReorderWaiting  prometheus.Gauge
+	ReorderForced   prometheus.Counter
 	InsertDuration  *prometheus.HistogramVec // table
 	InsertErrors    *prometheus.CounterVec   // table, kind
 	ClickHouseUp    prometheus.Gauge
@@ -55,6 +57,10 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Help: "Records held between Kafka and ClickHouse."}),
 		BufferCapacity: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_pipeline_buffer_capacity_records",
 			Help: "The cap on buffered records (clickhouse.max_buffered_events); consumption pauses at it."}),
+		ReorderWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_pipeline_reorder_waiting_events",
+			Help: "Events stored but waiting for the other partitions to pass their event time before evaluation."}),
+		ReorderForced: prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_pipeline_reorder_forced_total",
+			Help: "Events evaluated before a lagging partition passed their event time, because the reorder buffer was full."}),
 		InsertDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "vigil_clickhouse_insert_duration_seconds",
 			Help: "Duration of one ClickHouse insert, retries excluded.", Buckets: latency}, []string{"table"}),
 		InsertErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_clickhouse_insert_errors_total",
@@ -93,7 +99,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_build_info", Help: "Vigil's version; always 1.",
 			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()}})
 		info.Set(1)
-		reg.MustRegister(info, m.Consumed, m.Invalid, m.BatchSize, m.Buffered, m.BufferCapacity, m.InsertDuration,
+		reg.MustRegister(info, m.Consumed, m.Invalid, m.BatchSize, m.Buffered, m.BufferCapacity, m.ReorderWaiting, m.ReorderForced, m.InsertDuration,
 			m.InsertErrors, m.ClickHouseUp, m.DetectorEvents, m.EvalDuration, m.Alerts, m.ShadowAlerts, m.QueueDropped, m.IncidentsOpened,
 			m.Actions, m.GuardSkips, m.EdgeDrift, m.RulesLoaded, m.Reloads, m.LastReloadOK, m.LastReloadTime)
 	}

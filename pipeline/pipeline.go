@@ -29,6 +29,10 @@ type Source interface {
 	Fetch(ctx context.Context) (ingest.Message, error)
 	MarkStored(ms ...ingest.Message)
 	Commit(ctx context.Context) error
+	// Positions says, per input partition, where reading starts and where
+	// the log ends, so that a partition with nothing left to read does not
+	// hold back the merge by event time.
+	Positions(ctx context.Context) ([]ingest.Position, error)
 }
 
 // Store is where records go (a storage.Store).
@@ -50,6 +54,14 @@ type Config struct {
 	// MaxBuffered caps messages held between Kafka and ClickHouse; fetching
 	// pauses when it is reached (backpressure). Default 4 × BatchSize.
 	MaxBuffered int
+	// MaxReorder caps the decoded events waiting for the other partitions
+	// to move past their event time (see reorderer). Default MaxBuffered.
+	MaxReorder int
+	// ReorderSlack is how far an event may precede the newest of its
+	// partition in event time (the producers' disorder): an event waits
+	// until every partition is this much past it. Negative means none;
+	// zero means DefaultReorderSlack.
+	ReorderSlack time.Duration
 	// RetryMin and RetryMax bound the backoff between retries of a failed
 	// insert. Defaults 100ms and 10s.
 	RetryMin, RetryMax time.Duration
@@ -68,6 +80,10 @@ type Config struct {
 	OnAlert func(*detector.Alert)
 }
 
+// DefaultReorderSlack covers the usual disorder of request logs, written
+// when a request ends but stamped when it began.
+const DefaultReorderSlack = 250 * time.Millisecond
+
 // Stats are the pipeline's counters.
 type Stats struct {
 	Consumed, Stored, Invalid, Alerts, Batches, InsertRetries atomic.Uint64
@@ -85,6 +101,13 @@ type Pipeline struct {
 	consumed, evaluated [3]prometheus.Counter // by event.Source
 	ruleStats           atomic.Pointer[[]detector.RuleStats]
 	pending             atomic.Pointer[[]*rules.Rule]
+
+	// Owned by the evaluating goroutine (Rebuild, then Run's evaluate stage).
+	order       *reorderer
+	released    []item
+	runEvents   []event.Event
+	positionsAt time.Time // last Positions call
+	firstLive   time.Time // first event fetched in this run
 }
 
 // New builds a pipeline; det must not be used by anyone else.
@@ -97,6 +120,12 @@ func New(cfg Config, src Source, store Store, dlq DeadLetterSink, det *detector.
 	}
 	if cfg.MaxBuffered < cfg.BatchSize {
 		cfg.MaxBuffered = 4 * cfg.BatchSize
+	}
+	if cfg.MaxReorder <= 0 {
+		cfg.MaxReorder = cfg.MaxBuffered
+	}
+	if cfg.ReorderSlack == 0 {
+		cfg.ReorderSlack = DefaultReorderSlack
 	}
 	if cfg.RetryMin <= 0 {
 		cfg.RetryMin = 100 * time.Millisecond
@@ -116,7 +145,7 @@ func New(cfg Config, src Source, store Store, dlq DeadLetterSink, det *detector.
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil, "")
 	}
-	p := &Pipeline{cfg: cfg, src: src, store: store, dlq: dlq, det: det}
+	p := &Pipeline{cfg: cfg, src: src, store: store, dlq: dlq, det: det, order: newReorderer(cfg.MaxReorder, max(cfg.ReorderSlack, 0))}
 	for _, s := range []event.Source{event.Requests, event.Audit} {
 		p.consumed[s] = cfg.Metrics.Consumed.WithLabelValues(s.String())
 		p.evaluated[s] = cfg.Metrics.DetectorEvents.WithLabelValues(s.String())
@@ -176,10 +205,26 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	evaluated := make(chan *evaluatedBatch)
 	done := make(chan error, 1)
 	go func() {
-		for b := range batches {
-			evaluated <- p.evaluate(b)
+		defer close(evaluated)
+		// A tick releases events that waited on a partition which turned
+		// out to be caught up, when no batch comes to do it.
+		tick := time.NewTicker(p.cfg.BatchInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case b, ok := <-batches:
+				if !ok {
+					return
+				}
+				evaluated <- p.evaluate(fetchCtx, b)
+			case <-tick.C:
+				if p.order.waiting() {
+					if eb := p.evaluate(fetchCtx, nil); len(eb.marks) > 0 {
+						evaluated <- eb
+					}
+				}
+			}
 		}
-		close(evaluated)
 	}()
 	go func() {
 		var err error
@@ -261,10 +306,26 @@ type evaluatedBatch struct {
 	recs   []storage.Record
 	dls    []ingest.DeadLetter
 	alerts []*detector.Alert
+	// marks are the records this batch completes once stored: its dead
+	// letters, and the events (of this batch or earlier ones) the detector
+	// evaluated in it. Events still waiting in the reorderer are not
+	// marked, so their offsets are not committed.
+	marks []ingest.Message
 }
 
-// evaluate decodes a batch and runs it through the detector.
-func (p *Pipeline) evaluate(batch []ingest.Message) *evaluatedBatch {
+// positionsEvery bounds how often the broker is asked whether partitions
+// are caught up while events wait on them.
+const positionsEvery = 250 * time.Millisecond
+
+// unseenGrace is how long after the first event a partition that has
+// delivered nothing may hold the others back: long enough for every
+// partition of one member to deliver, short enough that a partition owned
+// by another member does not stall this one.
+const unseenGrace = 10 * time.Second
+
+// evaluate decodes a batch, queues its events in the reorderer and runs the
+// events it releases through the detector. A nil batch only releases.
+func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evaluatedBatch {
 	if rs := p.pending.Swap(nil); rs != nil {
 		p.det.Replace(*rs)
 	}
@@ -273,42 +334,49 @@ func (p *Pipeline) evaluate(batch []ingest.Message) *evaluatedBatch {
 	origins := make([]storage.Origin, 0, len(batch))
 	var dec event.Decoder
 	horizon := time.Now().Add(p.cfg.MaxFuture).UnixNano()
+	if len(batch) > 0 && p.firstLive.IsZero() {
+		p.firstLive = began
+	}
 	for _, m := range batch {
-		var e event.Event
-		if err := dec.Decode(m.Source, m.Value, &e); err != nil {
-			eb.dls = append(eb.dls, ingest.DeadLetter{Msg: m, Reason: err.Error()})
+		q := p.order.queue(m.Source, m.Topic, int32(m.Partition))
+		if m.Offset <= q.accepted {
+			// Fetched again after a rebalance or a reconnect: it was
+			// stored (or is being) and evaluated (or waits to be) already.
+			// Evaluating it again would count it twice; it completes now,
+			// or when the reorderer releases it.
+			if !q.holds(m.Offset) {
+				eb.marks = append(eb.marks, m.Ref())
+			}
 			continue
 		}
-		if e.TS > horizon {
-			eb.dls = append(eb.dls, ingest.DeadLetter{Msg: m, Reason: futureReason(e.TS, p.cfg.MaxFuture)})
+		var e event.Event
+		err := dec.Decode(m.Source, m.Value, &e)
+		if err == nil && e.TS > horizon {
+			err = errors.New(futureReason(e.TS, p.cfg.MaxFuture))
+		}
+		if err != nil {
+			q.accepted = m.Offset
+			eb.dls = append(eb.dls, ingest.DeadLetter{Msg: m, Reason: err.Error()})
+			eb.marks = append(eb.marks, m.Ref())
 			continue
 		}
 		// Kafka gives each message its own buffer, but the decoder's
 		// scratch space is shared: own the strings before the next decode.
-		eb.events = append(eb.events, e.Clone())
-		origins = append(origins, storage.Origin{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset})
+		e = e.Clone()
+		o := storage.Origin{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset}
+		eb.events = append(eb.events, e)
+		origins = append(origins, o)
+		p.order.push(q, item{ev: e, origin: o})
 	}
-	// Partitions arrive interleaved in chunks. Evaluate the batch as a
-	// merge of its partitions by event time — each partition keeping its
-	// own order, the producer's, exactly as `vigil replay` merges its files
-	// — so that alerts do not depend on fetch timing. Disorder that spans
-	// batches is absorbed by the detector's lateness bound.
-	eb.events, origins = mergeByTime(eb.events, origins)
-	p.det.ProcessBatch(eb.events, func(a *detector.Alert) { eb.alerts = append(eb.alerts, a) })
+	if p.order.waiting() && time.Since(p.positionsAt) >= positionsEvery {
+		p.refreshPositions(ctx)
+	}
+	eb.marks = p.releaseTo(eb.marks, func(a *detector.Alert) { eb.alerts = append(eb.alerts, a) })
 	eb.recs = make([]storage.Record, len(eb.events))
-	var perSource [3]int
 	for i := range eb.events {
 		eb.recs[i] = storage.Record{Event: &eb.events[i], Origin: origins[i]}
-		if s := eb.events[i].Source; int(s) < len(perSource) {
-			perSource[s]++
-		}
 	}
 	m := p.cfg.Metrics
-	for s, n := range perSource {
-		if n > 0 && p.evaluated[s] != nil {
-			p.evaluated[s].Add(float64(n))
-		}
-	}
 	for _, d := range eb.dls {
 		m.Invalid.WithLabelValues(d.Msg.Source.String(), metrics.ReasonCode(d.Reason)).Inc()
 	}
@@ -323,6 +391,76 @@ func (p *Pipeline) evaluate(batch []ingest.Message) *evaluatedBatch {
 	p.ruleStats.Store(&stats)
 	m.EvalDuration.Observe(time.Since(began).Seconds())
 	return eb
+}
+
+// releaseTo runs the events the reorderer releases through the detector,
+// passing their alerts to emit, and appends the live ones to marks. Events
+// rebuilt from ClickHouse are evaluated for their state only: their alerts
+// were stored before the restart.
+func (p *Pipeline) releaseTo(marks []ingest.Message, emit func(*detector.Alert)) []ingest.Message {
+	forced := p.order.forced
+	p.released = p.order.release(p.released[:0])
+	if n := p.order.forced - forced; n > 0 {
+		p.cfg.Metrics.ReorderForced.Add(float64(n))
+	}
+	p.cfg.Metrics.ReorderWaiting.Set(float64(p.order.size))
+	drop := func(*detector.Alert) {}
+	var perSource [3]int
+	for i := 0; i < len(p.released); {
+		// One detector call per run of rebuilt or live events.
+		j, rebuilt := i, p.released[i].rebuilt
+		p.runEvents = p.runEvents[:0]
+		for ; j < len(p.released) && p.released[j].rebuilt == rebuilt; j++ {
+			it := &p.released[j]
+			p.runEvents = append(p.runEvents, it.ev)
+			if !rebuilt {
+				marks = append(marks, ingest.Message{Source: it.ev.Source, Topic: it.origin.Topic,
+					Partition: int(it.origin.Partition), Offset: it.origin.Offset}) // a Ref
+				if s := it.ev.Source; int(s) < len(perSource) {
+					perSource[s]++
+				}
+			}
+		}
+		if rebuilt {
+			p.det.ProcessBatch(p.runEvents, drop)
+		} else {
+			p.det.ProcessBatch(p.runEvents, emit)
+		}
+		i = j
+	}
+	clear(p.released)
+	clear(p.runEvents)
+	for s, n := range perSource {
+		if n > 0 && p.evaluated[s] != nil {
+			p.evaluated[s].Add(float64(n))
+		}
+	}
+	return marks
+}
+
+// refreshPositions asks the broker which partitions are caught up, so
+// that events stop waiting on partitions with nothing to read. A failure
+// leaves things as they were: events wait, which costs latency, not
+// correctness.
+func (p *Pipeline) refreshPositions(ctx context.Context) {
+	p.positionsAt = time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ps, err := p.src.Positions(ctx)
+	if err != nil {
+		p.cfg.Logger.Debug("partition positions unavailable; events wait for every partition", "err", err)
+		return
+	}
+	graceOver := !p.firstLive.IsZero() && time.Since(p.firstLive) > unseenGrace
+	for _, pos := range ps {
+		// A partition whose records are all queued is caught up too: once
+		// its queue empties it holds nothing back (until it gets more).
+		q := p.order.queue(pos.Source, pos.Topic, int32(pos.Partition))
+		// Records below the committed offset are not read again, and a
+		// partition's last records may have been dead letters.
+		next := max(pos.Start, q.accepted+1)
+		q.caughtUp = next >= pos.End || (!q.seen && graceOver)
+	}
 }
 
 // persist writes an evaluated batch — events, dead letters, alerts — and
@@ -344,7 +482,7 @@ func (p *Pipeline) persist(ctx context.Context, eb *evaluatedBatch) error {
 	}); err != nil {
 		return err
 	}
-	p.src.MarkStored(eb.batch...)
+	p.src.MarkStored(eb.marks...)
 	p.cfg.Metrics.Buffered.Sub(float64(len(eb.batch)))
 	for _, d := range bad {
 		p.cfg.Metrics.Invalid.WithLabelValues(d.Msg.Source.String(), metrics.ReasonCode(d.Reason)).Inc()
@@ -486,49 +624,6 @@ func batchToken(batch []ingest.Message) string {
 
 func futureReason(ts int64, max time.Duration) string {
 	return fmt.Sprintf(`field "ts": %s is more than %s ahead of the clock`, time.Unix(0, ts).UTC().Format(time.RFC3339Nano), max)
-}
-
-// mergeByTime reorders a batch as a k-way merge of its partitions' runs by
-// event time. Ties go to the partition seen first in the batch, so the
-// order is fully determined by the batch's contents.
-func mergeByTime(events []event.Event, origins []storage.Origin) ([]event.Event, []storage.Origin) {
-	type run struct {
-		topic     string
-		partition int32
-		idx       []int
-	}
-	var runs []*run
-	byKey := map[storage.Origin]*run{}
-	for i, o := range origins {
-		k := storage.Origin{Topic: o.Topic, Partition: o.Partition}
-		r := byKey[k]
-		if r == nil {
-			r = &run{topic: o.Topic, partition: o.Partition}
-			byKey[k] = r
-			runs = append(runs, r)
-		}
-		r.idx = append(r.idx, i)
-	}
-	if len(runs) < 2 {
-		return events, origins
-	}
-	outE := make([]event.Event, 0, len(events))
-	outO := make([]storage.Origin, 0, len(origins))
-	for {
-		var best *run
-		for _, r := range runs {
-			if len(r.idx) > 0 && (best == nil || events[r.idx[0]].TS < events[best.idx[0]].TS) {
-				best = r
-			}
-		}
-		if best == nil {
-			return outE, outO
-		}
-		i := best.idx[0]
-		best.idx = best.idx[1:]
-		outE = append(outE, events[i])
-		outO = append(outO, origins[i])
-	}
 }
 
 // withOriginalBytes gives dead letters found by storeEvents (which knows

@@ -90,7 +90,7 @@ func TestPipelineStoresEverythingAndAlertsLikeReplay(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- pl.Run(runCtx) }()
 	deadline := time.Now().Add(2 * time.Minute)
-	for pl.Stats.Consumed.Load() < uint64(nReq+nAud) || pl.Stats.Batches.Load() == 0 || pl.Stats.Stored.Load()+pl.Stats.Invalid.Load() < uint64(nReq+nAud) {
+	for pl.Stats.Consumed.Load() < uint64(nReq+nAud) || pl.Stats.Batches.Load() == 0 || pl.Stats.Stored.Load()+pl.Stats.Invalid.Load() < uint64(nReq+nAud) || !drained(t, consumer) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out: consumed %d stored %d invalid %d of %d", pl.Stats.Consumed.Load(), pl.Stats.Stored.Load(), pl.Stats.Invalid.Load(), nReq+nAud)
 		}

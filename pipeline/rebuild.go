@@ -15,17 +15,27 @@ type History interface {
 	Replay(ctx context.Context, committed map[string]map[int]int64, lookback time.Duration, fn func([]event.Event, []storage.Origin)) (int, error)
 }
 
-// Rebuild feeds det the committed events of the last lookback so that a
-// restarted daemon continues windows, baselines, cooldowns and partial
-// sequences where it stopped. The alerts it re-derives were stored before
-// the restart, so they are dropped here; only events after the committed
-// offsets (redelivered by Kafka) produce new alerts.
-func Rebuild(ctx context.Context, h History, committed map[string]map[int]int64, lookback time.Duration, det *detector.Detector) (int, error) {
+// Rebuild feeds the detector the committed events of the last lookback so
+// that a restarted daemon continues windows, baselines, cooldowns and
+// partial sequences where it stopped. Call it before Run. The events go
+// through the same merge by event time as live ones, and the last of them
+// wait there for the records Kafka redelivers (those after the committed
+// offsets), so that state evolves exactly as it did before the restart.
+// The alerts rebuilt events re-derive were stored before the restart and
+// are dropped; only redelivered records produce alerts.
+func (p *Pipeline) Rebuild(ctx context.Context, h History, committed map[string]map[int]int64, lookback time.Duration) (int, error) {
+	// Partitions with nothing after their committed offset must not hold
+	// the rebuilt events back.
+	p.refreshPositions(ctx)
 	drop := func(*detector.Alert) {}
 	return h.Replay(ctx, committed, lookback, func(events []event.Event, origins []storage.Origin) {
-		// The same per-partition merge as live batches, so state evolves
-		// as it did the first time.
-		events, _ = mergeByTime(events, origins)
-		det.ProcessBatch(events, drop)
+		for i := range events {
+			q := p.order.queue(events[i].Source, origins[i].Topic, origins[i].Partition)
+			p.order.push(q, item{ev: events[i], origin: origins[i], rebuilt: true})
+		}
+		if p.order.waiting() && time.Since(p.positionsAt) >= positionsEvery {
+			p.refreshPositions(ctx)
+		}
+		p.releaseTo(nil, drop)
 	})
 }

@@ -66,17 +66,17 @@ func TestRestartRebuildsDetectionState(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := Rebuild(ctx, store, committed, detector.Lookback(set.Rules, detector.DefaultLateness, 24*time.Hour), det)
+		pl := New(Config{BatchSize: 10000, BatchInterval: 300 * time.Millisecond}, consumer, store, nil, det)
+		n, err := pl.Rebuild(ctx, store, committed, detector.Lookback(set.Rules, detector.DefaultLateness, 24*time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("%s: rebuilt from %d stored events", name, n)
-		pl := New(Config{BatchSize: 10000, BatchInterval: 300 * time.Millisecond}, consumer, store, nil, det)
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- pl.Run(runCtx) }()
 		deadline := time.Now().Add(90 * time.Second)
-		for int(pl.Stats.Stored.Load()+pl.Stats.Invalid.Load()) < produced {
+		for int(pl.Stats.Stored.Load()+pl.Stats.Invalid.Load()) < produced || !drained(t, consumer) {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: timed out at %d of %d", name, pl.Stats.Stored.Load(), produced)
 			}

@@ -75,7 +75,7 @@ func TestReloadDuringALiveStream(t *testing.T) {
 	}
 	waitStored := func(n uint64) {
 		deadline := time.Now().Add(time.Minute)
-		for pl.Stats.Stored.Load() < n {
+		for pl.Stats.Stored.Load() < n || !drained(t, consumer) {
 			if time.Now().After(deadline) {
 				t.Fatalf("stored %d of %d", pl.Stats.Stored.Load(), n)
 			}

@@ -26,6 +26,12 @@ type Options struct {
 	MaxInvalidSamples int
 	// BatchSize is how many events go to the detector at once. Default 1024.
 	BatchSize int
+	// MergeFiles treats each file as one Kafka partition's log: every file
+	// is its own stream in the merge by event time (ties go to requests
+	// files, then to the file given first), which is how the daemon merges
+	// the partitions of its topics. By default a source's files are read
+	// one after the other as a single stream.
+	MergeFiles bool
 }
 
 // InvalidLine is one line that failed to decode.
@@ -68,16 +74,6 @@ func Run(opts Options, det *detector.Detector, emit func(*detector.Alert)) (*Sum
 	}
 	started := time.Now()
 	sum := &Summary{}
-	// The batch holds BatchSize slots; each stream holds a lookahead and a spare.
-	pool := make([]*slot, 0, opts.BatchSize+4)
-	for i := 0; i < opts.BatchSize+4; i++ {
-		pool = append(pool, &slot{})
-	}
-	take := func() *slot {
-		s := pool[len(pool)-1]
-		pool = pool[:len(pool)-1]
-		return s
-	}
 	invalid := func(il InvalidLine) {
 		sum.Invalid++
 		if len(sum.InvalidSamples) < opts.MaxInvalidSamples {
@@ -87,6 +83,25 @@ func Run(opts Options, det *detector.Detector, emit func(*detector.Alert)) (*Sum
 	streams := []*stream{
 		{src: event.Requests, files: opts.Requests, invalid: invalid},
 		{src: event.Audit, files: opts.Audit, invalid: invalid},
+	}
+	if opts.MergeFiles {
+		streams = streams[:0]
+		for _, f := range opts.Requests {
+			streams = append(streams, &stream{src: event.Requests, files: []string{f}, invalid: invalid})
+		}
+		for _, f := range opts.Audit {
+			streams = append(streams, &stream{src: event.Audit, files: []string{f}, invalid: invalid})
+		}
+	}
+	// The batch holds BatchSize slots; each stream holds a lookahead and a spare.
+	pool := make([]*slot, 0, opts.BatchSize+2*len(streams))
+	for i := 0; i < cap(pool); i++ {
+		pool = append(pool, &slot{})
+	}
+	take := func() *slot {
+		s := pool[len(pool)-1]
+		pool = pool[:len(pool)-1]
+		return s
 	}
 	defer func() {
 		for _, s := range streams {
@@ -112,8 +127,8 @@ func Run(opts Options, det *detector.Detector, emit func(*detector.Alert)) (*Sum
 		used = used[:0]
 	}
 	for {
-		// Merge by event time; on a tie requests go first, so the order is
-		// fully determined by the input.
+		// Merge by event time; on a tie the earlier stream (requests
+		// first) goes first, so the order is fully determined by the input.
 		var next *stream
 		for _, s := range streams {
 			if s.next != nil && (next == nil || s.next.ev.TS < next.next.ev.TS) {

@@ -4,13 +4,18 @@ import (
 	"bytes"
 	"compress/gzip"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-sec/vigil/detector"
+	"github.com/vigil-sec/vigil/event"
 	"github.com/vigil-sec/vigil/rules"
+	"github.com/vigil-sec/vigil/traffic"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -96,5 +101,64 @@ func TestMissingFileIsAnError(t *testing.T) {
 	_, err := Run(Options{Requests: []string{"testdata/nope.jsonl"}}, det, func(*detector.Alert) {})
 	if err == nil || !strings.Contains(err.Error(), "nope.jsonl") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// Files given with MergeFiles are partitions of one stream: a time-ordered
+// stream dealt out to several files (each keeping its order) replays to
+// the alerts of the stream itself.
+func TestMergeFilesReassemblesPartitions(t *testing.T) {
+	var reqs, auds bytes.Buffer
+	if _, err := traffic.Generate(traffic.Config{Duration: 20 * time.Minute, Rate: 20, Seed: 3, Attacks: traffic.AttackNames()}, &reqs, &auds); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	split := func(name string, src event.Source, data []byte, parts int) (whole string, files []string) {
+		var lines [][]byte
+		var ts []int64
+		var dec event.Decoder
+		for _, l := range bytes.Split(data, []byte("\n")) {
+			var e event.Event
+			if dec.Decode(src, l, &e) == nil {
+				lines, ts = append(lines, l), append(ts, e.TS)
+			}
+		}
+		idx := make([]int, len(lines))
+		for i := range idx {
+			idx[i] = i
+		}
+		// Deal the lines out, then order the whole stream as the merge
+		// does: by time, equal times in partition order.
+		part := func(i int) int { return (i * 7 / 3) % parts }
+		sort.SliceStable(idx, func(a, b int) bool {
+			if ts[idx[a]] != ts[idx[b]] {
+				return ts[idx[a]] < ts[idx[b]]
+			}
+			return part(idx[a]) < part(idx[b])
+		})
+		bufs := make([]bytes.Buffer, parts)
+		var all bytes.Buffer
+		for _, i := range idx {
+			all.Write(append(lines[i], '\n'))
+			bufs[part(i)].Write(append(lines[i], '\n'))
+		}
+		whole = filepath.Join(dir, name+".jsonl")
+		os.WriteFile(whole, all.Bytes(), 0o644)
+		for p := range bufs {
+			f := filepath.Join(dir, fmt.Sprintf("%s-%d.jsonl", name, p))
+			os.WriteFile(f, bufs[p].Bytes(), 0o644)
+			files = append(files, f)
+		}
+		return whole, files
+	}
+	r, rParts := split("requests", event.Requests, reqs.Bytes(), 3)
+	a, aParts := split("audit", event.Audit, auds.Bytes(), 2)
+	want, _ := replayFiles(t, 1, Options{Requests: []string{r}, Audit: []string{a}}, "../configs/rules")
+	got, sum := replayFiles(t, 2, Options{Requests: rParts, Audit: aParts, MergeFiles: true}, "../configs/rules")
+	if sum.Alerts == 0 {
+		t.Fatal("no alerts: the traffic's attacks should fire")
+	}
+	if got != want {
+		t.Errorf("merged partitions replay to other alerts than the whole stream:\n got %s\nwant %s", got, want)
 	}
 }

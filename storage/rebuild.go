@@ -12,25 +12,23 @@ import (
 	"github.com/vigil-sec/vigil/event"
 )
 
-// ReplaySlice is how much event time Replay hands over at once when a
-// table holds several partitions; replayChunk how many offsets when it
-// holds one.
-const (
-	ReplaySlice = 30 * time.Second
-	replayChunk = 10000
-)
+// replaySlice is about how much event time Replay hands over at once.
+const replaySlice = 30 * time.Second
 
 // Replay streams the stored events that were committed — rows whose Kafka
 // offset is below the group's committed offset of their partition — from
 // the last `lookback` of event time, to fn. It is how a restarted daemon
 // rebuilds its detection state without counting the uncommitted tail twice
-// (Kafka redelivers that). A table fed by a single partition comes in its
-// arrival (offset) order, so the rebuilt state is the one the daemon had;
-// with several partitions rows come in slices of ReplaySlice of event time,
-// ordered within a slice by topic, partition and offset, so the caller can
-// merge each partition's run by event time as it does live. The two tables
-// are independent streams (rules read one source each). Partitions without
-// a commit contribute nothing.
+// (Kafka redelivers that).
+//
+// Each partition's rows come in offset order — the order they first
+// arrived in, out-of-order event times included — so the caller can merge
+// partitions exactly as it did live. For bounded memory the partitions
+// advance together: each is cut into the same number of slices of
+// consecutive offsets (about replaySlice of event time each, assuming a
+// steady rate), and fn gets slice after slice, each holding every
+// partition's rows of that slice, partition after partition. Partitions
+// without a commit contribute nothing.
 func (s *Store) Replay(ctx context.Context, committed map[string]map[int]int64, lookback time.Duration, fn func([]event.Event, []Origin)) (int, error) {
 	cond, args := committedCondition(committed)
 	if cond == "" {
@@ -45,31 +43,72 @@ func (s *Store) Replay(ctx context.Context, committed map[string]map[int]int64, 
 	if newest.IsZero() || newest.Unix() <= 0 {
 		return 0, nil
 	}
-	rargs := append([]any{newest.Add(-lookback)}, args...)
-	open := func(table, cols string) (driver.Rows, error) {
-		// A table fed by one partition replays in offset order — exactly
-		// the order its records first arrived in, out-of-order event times
-		// included — in chunks of offsets. Several partitions have no
-		// single arrival order: they replay in slices of event time, each
-		// partition's run in offset order, merged like a live batch.
-		var parts uint64
-		if err := s.conn.QueryRow(ctx, "SELECT uniqExact(topic, partition) FROM "+s.db+"."+table+
-			" WHERE ts >= ? AND ("+cond+")", rargs...).Scan(&parts); err != nil {
+	cutoff := newest.Add(-lookback)
+	rargs := append([]any{cutoff}, args...)
+	// Per partition: its first offset, row count and oldest event, to cut
+	// it into runs of consecutive offsets.
+	type span struct {
+		topic        string
+		partition    uint32
+		first, count uint64
+		oldest       time.Time
+	}
+	spansOf := func(table string) ([]span, error) {
+		rows, err := s.conn.Query(ctx, "SELECT topic, partition, min(offset), count(), min(ts) FROM "+s.db+"."+table+
+			" WHERE ts >= ? AND ("+cond+") GROUP BY topic, partition ORDER BY topic, partition", rargs...)
+		if err != nil {
 			return nil, err
 		}
-		slice := "intDiv(toUnixTimestamp64Milli(ts), " + fmt.Sprint(ReplaySlice.Milliseconds()) + ")"
-		if parts <= 1 {
-			slice = "toInt64(intDiv(offset, " + fmt.Sprint(replayChunk) + "))"
+		defer rows.Close()
+		var spans []span
+		for rows.Next() {
+			var sp span
+			if err := rows.Scan(&sp.topic, &sp.partition, &sp.first, &sp.count, &sp.oldest); err != nil {
+				return nil, err
+			}
+			spans = append(spans, sp)
+		}
+		return spans, rows.Err()
+	}
+	reqSpans, err := spansOf("request_events")
+	if err != nil {
+		return 0, fmt.Errorf("clickhouse: rebuild: %w", err)
+	}
+	audSpans, err := spansOf("audit_events")
+	if err != nil {
+		return 0, fmt.Errorf("clickhouse: rebuild: %w", err)
+	}
+	oldest := newest
+	for _, sp := range append(reqSpans, audSpans...) {
+		if sp.oldest.Before(oldest) {
+			oldest = sp.oldest
+		}
+	}
+	// The same number of slices for every partition of both tables, so
+	// slice k is about the same stretch of event time everywhere.
+	nSlices := uint64(newest.Sub(oldest)/replaySlice) + 1
+	open := func(table, cols string, spans []span) (driver.Rows, error) {
+		slice, sargs := "0", []any{}
+		if len(spans) > 0 {
+			var b strings.Builder
+			b.WriteString("multiIf(")
+			for _, sp := range spans {
+				per := max(1, (sp.count+nSlices-1)/nSlices)
+				b.WriteString("topic = ? AND partition = ?, toInt64(intDiv(offset - ?, ?)), ")
+				sargs = append(sargs, sp.topic, sp.partition, sp.first, per)
+			}
+			b.WriteString("0)")
+			slice = b.String()
 		}
 		return s.conn.Query(ctx, "SELECT "+slice+" AS slice, topic, partition, offset, "+cols+" FROM "+s.db+"."+table+
-			" FINAL WHERE ts >= ? AND ("+cond+") ORDER BY slice, topic, partition, offset", rargs...)
+			" FINAL WHERE ts >= ? AND ("+cond+") ORDER BY slice, topic, partition, offset", append(sargs, rargs...)...)
 	}
-	reqRows, err := open("request_events", requestSelect)
+	reqRows, err := open("request_events", requestSelect, reqSpans)
 	if err != nil {
 		return 0, fmt.Errorf("clickhouse: rebuild: %w", err)
 	}
 	defer reqRows.Close()
-	audRows, err := open("audit_events", auditSelect)
+	audRows, err := open("audit_events", auditSelect, audSpans)
 	if err != nil {
 		return 0, fmt.Errorf("clickhouse: rebuild: %w", err)
 	}

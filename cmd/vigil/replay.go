@@ -33,6 +33,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 	maxGroups := fs.Int("max-groups", detector.DefaultMaxGroups, "groups tracked per rule before the stalest is evicted")
 	lateness := fs.Duration("lateness", detector.DefaultLateness, "how far behind its group's newest event an event is still counted")
 	shards := fs.Int("shards", 1, "goroutines evaluating rules (output is the same for any value)")
+	merge := fs.Bool("merge", false, "each file is one Kafka partition's log: merge all files by event time, as the daemon merges partitions")
 	quiet := fs.Bool("q", false, "no summary on stderr")
 	nsFile := fs.String("namespaces", "", "YAML map of namespace → data_classification for records that carry none")
 	fs.Usage = func() {
@@ -64,7 +65,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	perRule := map[string]uint64{}
 	var line []byte
-	sum, err := replay.Run(replay.Options{Requests: reqFiles, Audit: auditFiles}, det, func(a *detector.Alert) {
+	sum, err := replay.Run(replay.Options{Requests: reqFiles, Audit: auditFiles, MergeFiles: *merge}, det, func(a *detector.Alert) {
 		perRule[a.Rule.ID]++
 		line = a.AppendJSON(line[:0])
 		line = append(line, '\n')

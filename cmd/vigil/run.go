@@ -136,20 +136,6 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 	det := detector.New(set.Rules, detector.Config{MaxGroups: cfg.Detector.MaxGroups, Lateness: cfg.Detector.Lateness.D(),
 		Namespaces: cfg.Namespaces, Shards: cfg.Detector.ShardCount(), Policy: policy(cfg)})
 	defer det.Close()
-	// Continue where the last run stopped: replay the committed history of
-	// the rules' lookback so windows, baselines and cooldowns are whole.
-	if lb := detector.Lookback(set.Rules, cfg.Detector.Lateness.D(), cfg.Detector.RebuildLookback.D()); lb > 0 {
-		committed, err := consumer.GroupCommitted(ctx)
-		if err != nil {
-			return err
-		}
-		began := time.Now()
-		n, err := pipeline.Rebuild(ctx, store, committed, lb, det)
-		if err != nil {
-			return fmt.Errorf("rebuilding detection state: %w", err)
-		}
-		log.Info("detection state rebuilt from ClickHouse", "events", n, "lookback", lb.String(), "took", time.Since(began).Round(time.Millisecond).String())
-	}
 	// The rules the responders look up; swapped whole on reload.
 	var ruleByID atomic.Pointer[map[string]*rules.Rule]
 	indexRules := func(set *rules.Set) {
@@ -187,7 +173,7 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 	var line []byte
 	pl := pipeline.New(pipeline.Config{
 		BatchSize: cfg.ClickHouse.BatchSize, BatchInterval: cfg.ClickHouse.BatchInterval.D(),
-		MaxBuffered: cfg.ClickHouse.MaxBuffered, Logger: log, Metrics: m,
+		MaxBuffered: cfg.ClickHouse.MaxBuffered, ReorderSlack: reorderSlack(cfg.Detector.ReorderSlack.D()), Logger: log, Metrics: m,
 		OnAlert: func(a *detector.Alert) {
 			log.Info("alert", "rule", a.Rule.ID, "severity", a.Severity.Name(), "phi", a.PHI, "value", a.Value, "at", detector.FormatTime(a.At))
 			if printAlerts {
@@ -200,6 +186,20 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 		},
 	}, consumer, store, dlq, det)
 
+	// Continue where the last run stopped: replay the committed history of
+	// the rules' lookback so windows, baselines and cooldowns are whole.
+	if lb := detector.Lookback(set.Rules, cfg.Detector.Lateness.D(), cfg.Detector.RebuildLookback.D()); lb > 0 {
+		committed, err := consumer.GroupCommitted(ctx)
+		if err != nil {
+			return err
+		}
+		began := time.Now()
+		n, err := pl.Rebuild(ctx, store, committed, lb)
+		if err != nil {
+			return fmt.Errorf("rebuilding detection state: %w", err)
+		}
+		log.Info("detection state rebuilt from ClickHouse", "events", n, "lookback", lb.String(), "took", time.Since(began).Round(time.Millisecond).String())
+	}
 	reg.MustRegister(stateCollector(pl, consumer, resp))
 	rl := &reloader{cfgPath: cfgPath, log: log, m: m, apply: func(newCfg *config.Config, newSet *rules.Set) {
 		pl.Reload(newSet.Rules)
@@ -334,4 +334,13 @@ func tlsConfig(c config.TLS) (*tls.Config, error) {
 		t.Certificates = []tls.Certificate{cert}
 	}
 	return t, nil
+}
+
+// reorderSlack maps the config's slack to the pipeline's: 0 there means
+// none, which the pipeline spells negative.
+func reorderSlack(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
