@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-sec/vigil/detector"
 	"github.com/vigil-sec/vigil/pipeline"
 )
 
@@ -98,6 +99,7 @@ type Detector struct {
 	// RebuildLookback caps how much stored history a restart replays to
 	// rebuild detection state.
 	RebuildLookback Duration `yaml:"rebuild_lookback" doc:"at most this much stored, committed history is replayed at start to rebuild windows, baselines and cooldowns; 0 disables"`
+	DedupWindow     Duration `yaml:"dedup_window" doc:"a record whose request_id / event_id was evaluated less than this much event time before is a duplicate (a producer retry) and is not counted again; 0 disables"`
 	// ReorderSlack is the producers' worst disorder within one partition.
 	ReorderSlack Duration `yaml:"reorder_slack" doc:"how far an event may precede its partition's newest in event time; the merge of partitions waits this long so the detector sees the order vigil replay --merge gives"`
 }
@@ -131,7 +133,7 @@ func Default() Config {
 			Retention:     Retention{Requests: Duration(90 * 24 * time.Hour), Audit: Duration(365 * 24 * time.Hour)},
 		},
 		Detector: Detector{MaxGroups: 100000, Lateness: Duration(10 * time.Minute), RebuildLookback: Duration(24 * time.Hour),
-			ReorderSlack: Duration(pipeline.DefaultReorderSlack)},
+			ReorderSlack: Duration(pipeline.DefaultReorderSlack), DedupWindow: Duration(detector.DefaultDedupWindow)},
 		Responders: defaultResponders(),
 		Ops:        defaultOps(),
 		Log:        Log{Level: "info", Format: "json"},
@@ -203,8 +205,8 @@ func (c *Config) validate() []string {
 	if c.Detector.MaxGroups < 1 {
 		bad("detector.max_groups", "must be at least 1 (default 100000)")
 	}
-	if c.Detector.Lateness < 0 || c.Detector.Shards < 0 || c.Detector.RebuildLookback < 0 || c.Detector.ReorderSlack < 0 {
-		bad("detector", "lateness, shards, rebuild_lookback and reorder_slack must not be negative")
+	if c.Detector.Lateness < 0 || c.Detector.Shards < 0 || c.Detector.RebuildLookback < 0 || c.Detector.ReorderSlack < 0 || c.Detector.DedupWindow < 0 {
+		bad("detector", "lateness, shards, rebuild_lookback, reorder_slack and dedup_window must not be negative")
 	}
 	for ns, class := range c.Namespaces {
 		switch class {

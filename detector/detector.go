@@ -19,6 +19,8 @@ type Detector struct {
 	shards  []*shard
 	ruleIdx map[*rules.Rule]int
 	wg      sync.WaitGroup
+	dedup   *dedup // nil when disabled
+	scratch []event.Event
 }
 
 type shard struct {
@@ -38,6 +40,9 @@ type indexedAlert struct {
 func New(rs []*rules.Rule, cfg Config) *Detector {
 	cfg = cfg.withDefaults()
 	d := &Detector{cfg: cfg}
+	if cfg.DedupWindow > 0 {
+		d.dedup = newDedup(int64(cfg.DedupWindow))
+	}
 	d.shards = make([]*shard, cfg.Shards)
 	for i := range d.shards {
 		d.shards[i] = &shard{engine: NewEngine(nil, cfg)}
@@ -103,6 +108,9 @@ func (s *shard) process(batch []event.Event, ruleIdx map[*rules.Rule]int) {
 // alerts in deterministic order after the whole batch has been evaluated.
 // Events must stay valid and unchanged until ProcessBatch returns.
 func (d *Detector) ProcessBatch(batch []event.Event, emit func(*Alert)) {
+	if d.dedup != nil {
+		batch, d.scratch = d.dedup.filter(batch, d.scratch)
+	}
 	for i := range batch {
 		d.cfg.Enrich(&batch[i])
 	}

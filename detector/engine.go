@@ -31,12 +31,19 @@ type Config struct {
 	// Shards is how many goroutines evaluate a batch (Detector only).
 	// Default 1.
 	Shards int
+	// DedupWindow: a record whose id was evaluated less than this much
+	// event time before is a duplicate and skipped (Detector only).
+	// Default DefaultDedupWindow; negative disables.
+	DedupWindow time.Duration
 }
 
-// DefaultMaxGroups and DefaultLateness are the Config defaults.
+// DefaultMaxGroups, DefaultLateness and DefaultDedupWindow are the Config
+// defaults. Two minutes covers a Kafka producer's default delivery timeout,
+// within which it retries a send.
 const (
-	DefaultMaxGroups = 100000
-	DefaultLateness  = 10 * time.Minute
+	DefaultMaxGroups   = 100000
+	DefaultLateness    = 10 * time.Minute
+	DefaultDedupWindow = 2 * time.Minute
 )
 
 func (c Config) withDefaults() Config {
@@ -51,6 +58,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Shards <= 0 {
 		c.Shards = 1
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = DefaultDedupWindow
 	}
 	return c
 }

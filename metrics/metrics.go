@@ -24,6 +24,7 @@ type Metrics struct {
 	BufferCapacity  prometheus.Gauge
 	ReorderWaiting  prometheus.Gauge
 	ReorderForced   prometheus.Counter
+	AlertLatency    prometheus.Histogram
 	InsertDuration  *prometheus.HistogramVec // table
 	InsertErrors    *prometheus.CounterVec   // table, kind
 	ClickHouseUp    prometheus.Gauge
@@ -61,6 +62,8 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Help: "Events stored but waiting for the other partitions to pass their event time before evaluation."}),
 		ReorderForced: prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_pipeline_reorder_forced_total",
 			Help: "Events evaluated before a lagging partition passed their event time, because the reorder buffer was full."}),
+		AlertLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vigil_pipeline_alert_latency_seconds",
+			Help: "From the Kafka timestamp of the earliest record evaluated in a batch to the batch's alerts being stored (an upper bound of event→alert latency); observed for batches with alerts.", Buckets: latency}),
 		InsertDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "vigil_clickhouse_insert_duration_seconds",
 			Help: "Duration of one ClickHouse insert, retries excluded.", Buckets: latency}, []string{"table"}),
 		InsertErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_clickhouse_insert_errors_total",
@@ -99,7 +102,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_build_info", Help: "Vigil's version; always 1.",
 			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()}})
 		info.Set(1)
-		reg.MustRegister(info, m.Consumed, m.Invalid, m.BatchSize, m.Buffered, m.BufferCapacity, m.ReorderWaiting, m.ReorderForced, m.InsertDuration,
+		reg.MustRegister(info, m.Consumed, m.Invalid, m.BatchSize, m.Buffered, m.BufferCapacity, m.ReorderWaiting, m.ReorderForced, m.AlertLatency, m.InsertDuration,
 			m.InsertErrors, m.ClickHouseUp, m.DetectorEvents, m.EvalDuration, m.Alerts, m.ShadowAlerts, m.QueueDropped, m.IncidentsOpened,
 			m.Actions, m.GuardSkips, m.EdgeDrift, m.RulesLoaded, m.Reloads, m.LastReloadOK, m.LastReloadTime)
 	}

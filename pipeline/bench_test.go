@@ -5,8 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/vigil-sec/vigil/internal/itest"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-sec/vigil/event"
 	"github.com/vigil-sec/vigil/ingest"
 	"github.com/vigil-sec/vigil/internal/chtest"
+	"github.com/vigil-sec/vigil/internal/itest"
 	"github.com/vigil-sec/vigil/rules"
 	"github.com/vigil-sec/vigil/storage"
 	"github.com/vigil-sec/vigil/traffic"
@@ -138,7 +139,7 @@ func BenchmarkDaemon(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- pl.Run(ctx) }()
-		for pl.Stats.Stored.Load()+pl.Stats.Invalid.Load() < uint64(n) {
+		for pl.Stats.Stored.Load()+pl.Stats.Invalid.Load() < uint64(n) || !drained(b, consumer) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		cancel()
@@ -173,4 +174,123 @@ func (s *latencyStore) InsertAlerts(ctx context.Context, alerts []*detector.Aler
 	err := s.Store.InsertAlerts(ctx, alerts)
 	s.lat = append(s.lat, time.Since(s.began))
 	return err
+}
+
+// BenchmarkAlertLatency writes the traffic to Kafka at a fixed rate while
+// the pipeline consumes it live, and reports event→alert latency over the
+// alerts fired: from the write of the event that fired an alert (acked by
+// the broker) to the alert being stored in ClickHouse. Sub-benchmarks set
+// the rate (events/s) and the batch interval.
+func BenchmarkAlertLatency(b *testing.B) {
+	reqs, auds := benchData(b)
+	set, err := rules.LoadFiles("../configs/rules")
+	if err != nil {
+		b.Fatal(err)
+	}
+	times := func(src event.Source, data []byte) []int64 {
+		var dec event.Decoder
+		var e event.Event
+		var out []int64
+		for _, l := range lines(data) {
+			if len(l) == 0 {
+				continue
+			}
+			ts := int64(0)
+			if dec.Decode(src, l, &e) == nil {
+				ts = e.TS
+			}
+			out = append(out, ts)
+		}
+		return out
+	}
+	reqTS, audTS := times(event.Requests, reqs), times(event.Audit, auds)
+	total := len(reqTS) + len(audTS)
+	for _, c := range []struct {
+		rate     float64
+		interval time.Duration
+	}{{20000, time.Second}, {20000, 200 * time.Millisecond}, {50000, 200 * time.Millisecond}, {100000, 200 * time.Millisecond}} {
+		b.Run(fmt.Sprintf("rate=%.0f/interval=%v", c.rate, c.interval), func(b *testing.B) {
+			var lat []time.Duration
+			unmatched := 0
+			for i := 0; i < b.N; i++ {
+				broker := brokertest.Start(b, map[string]int32{"requests": 3, "audit": 3})
+				chAddr, db := chtest.NewDatabase(b)
+				store, err := storage.Open(context.Background(), storage.Config{Addr: []string{chAddr}, Database: db, Username: "default"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				consumer, err := ingest.NewConsumer(testIngest(broker.Addr(), "latency"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				det := detector.New(set.Rules, detector.Config{Shards: 2})
+				// written maps an event time to when its record was acked.
+				var mu sync.Mutex
+				written := map[int64]time.Time{}
+				var fired []*detector.Alert
+				var firedAt []time.Time
+				pl := New(Config{BatchSize: 50000, BatchInterval: c.interval, OnAlert: func(a *detector.Alert) {
+					mu.Lock()
+					fired, firedAt = append(fired, a), append(firedAt, time.Now())
+					mu.Unlock()
+				}}, consumer, store, nil, det)
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- pl.Run(ctx) }()
+				var wg sync.WaitGroup
+				for _, t := range []struct {
+					topic string
+					data  []byte
+					ts    []int64
+				}{{"requests", reqs, reqTS}, {"audit", auds, audTS}} {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						prev := 0
+						pace := c.rate * float64(len(t.ts)) / float64(total)
+						_, err := ingest.ProduceLines(ctx, ingest.Config{Brokers: []string{broker.Addr()}}, t.topic, bytes.NewReader(t.data), pace, func(n int) {
+							now := time.Now()
+							mu.Lock()
+							for _, ts := range t.ts[prev:n] {
+								if _, ok := written[ts]; !ok && ts != 0 {
+									written[ts] = now
+								}
+							}
+							mu.Unlock()
+							prev = n
+						})
+						if err != nil {
+							b.Error(err)
+						}
+					}()
+				}
+				wg.Wait()
+				for !drained(b, consumer) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				cancel()
+				<-done
+				det.Close()
+				consumer.Close()
+				store.Close()
+				for j, a := range fired {
+					w, ok := written[a.At]
+					if !ok {
+						unmatched++ // fired by time passing a boundary, not by one event
+						continue
+					}
+					lat = append(lat, firedAt[j].Sub(w))
+				}
+			}
+			if len(lat) == 0 {
+				b.Fatal("no alerts matched to the event that fired them")
+			}
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99-ms")
+			b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-ms")
+			b.ReportMetric(float64(len(lat)), "alerts")
+			b.ReportMetric(float64(unmatched), "unmatched")
+		})
+	}
 }

@@ -55,7 +55,8 @@ type Config struct {
 	// pauses when it is reached (backpressure). Default 4 × BatchSize.
 	MaxBuffered int
 	// MaxReorder caps the decoded events waiting for the other partitions
-	// to move past their event time (see reorderer). Default MaxBuffered.
+	// to move past their event time (see reorderer). Default
+	// DefaultMaxReorder or MaxBuffered, whichever is larger.
 	MaxReorder int
 	// ReorderSlack is how far an event may precede the newest of its
 	// partition in event time (the producers' disorder): an event waits
@@ -84,9 +85,17 @@ type Config struct {
 // when a request ends but stamped when it began.
 const DefaultReorderSlack = 250 * time.Millisecond
 
+// DefaultMaxReorder is the smallest default cap on events waiting in the
+// reorderer: a partition that starts late, or a restart whose partitions
+// were committed unevenly, must not force events out of order.
+const DefaultMaxReorder = 200000
+
 // Stats are the pipeline's counters.
 type Stats struct {
 	Consumed, Stored, Invalid, Alerts, Batches, InsertRetries atomic.Uint64
+	// ReorderForced counts events evaluated before a lagging partition
+	// passed them (the reorder buffer was full).
+	ReorderForced atomic.Uint64
 }
 
 // Pipeline runs one consumer's data path.
@@ -122,7 +131,7 @@ func New(cfg Config, src Source, store Store, dlq DeadLetterSink, det *detector.
 		cfg.MaxBuffered = 4 * cfg.BatchSize
 	}
 	if cfg.MaxReorder <= 0 {
-		cfg.MaxReorder = cfg.MaxBuffered
+		cfg.MaxReorder = max(cfg.MaxBuffered, DefaultMaxReorder)
 	}
 	if cfg.ReorderSlack == 0 {
 		cfg.ReorderSlack = DefaultReorderSlack
@@ -311,6 +320,9 @@ type evaluatedBatch struct {
 	// evaluated in it. Events still waiting in the reorderer are not
 	// marked, so their offsets are not committed.
 	marks []ingest.Message
+	// arrived is the earliest Kafka timestamp (Unix ns) of the events
+	// evaluated, 0 if none: the alerts' latency is measured from it.
+	arrived int64
 }
 
 // positionsEvery bounds how often the broker is asked whether partitions
@@ -366,12 +378,12 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 		o := storage.Origin{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset}
 		eb.events = append(eb.events, e)
 		origins = append(origins, o)
-		p.order.push(q, item{ev: e, origin: o})
+		p.order.push(q, item{ev: e, origin: o, arrived: unixNano(m.Time)})
 	}
 	if p.order.waiting() && time.Since(p.positionsAt) >= positionsEvery {
 		p.refreshPositions(ctx)
 	}
-	eb.marks = p.releaseTo(eb.marks, func(a *detector.Alert) { eb.alerts = append(eb.alerts, a) })
+	eb.marks, eb.arrived = p.releaseTo(eb.marks, func(a *detector.Alert) { eb.alerts = append(eb.alerts, a) })
 	eb.recs = make([]storage.Record, len(eb.events))
 	for i := range eb.events {
 		eb.recs[i] = storage.Record{Event: &eb.events[i], Origin: origins[i]}
@@ -397,11 +409,12 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 // passing their alerts to emit, and appends the live ones to marks. Events
 // rebuilt from ClickHouse are evaluated for their state only: their alerts
 // were stored before the restart.
-func (p *Pipeline) releaseTo(marks []ingest.Message, emit func(*detector.Alert)) []ingest.Message {
+func (p *Pipeline) releaseTo(marks []ingest.Message, emit func(*detector.Alert)) (_ []ingest.Message, arrived int64) {
 	forced := p.order.forced
 	p.released = p.order.release(p.released[:0])
 	if n := p.order.forced - forced; n > 0 {
 		p.cfg.Metrics.ReorderForced.Add(float64(n))
+		p.Stats.ReorderForced.Add(n)
 	}
 	p.cfg.Metrics.ReorderWaiting.Set(float64(p.order.size))
 	drop := func(*detector.Alert) {}
@@ -419,6 +432,9 @@ func (p *Pipeline) releaseTo(marks []ingest.Message, emit func(*detector.Alert))
 				if s := it.ev.Source; int(s) < len(perSource) {
 					perSource[s]++
 				}
+				if it.arrived > 0 && (arrived == 0 || it.arrived < arrived) {
+					arrived = it.arrived
+				}
 			}
 		}
 		if rebuilt {
@@ -435,7 +451,14 @@ func (p *Pipeline) releaseTo(marks []ingest.Message, emit func(*detector.Alert))
 			p.evaluated[s].Add(float64(n))
 		}
 	}
-	return marks
+	return marks, arrived
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 // refreshPositions asks the broker which partitions are caught up, so
@@ -494,6 +517,11 @@ func (p *Pipeline) persist(ctx context.Context, eb *evaluatedBatch) error {
 	p.Stats.Stored.Add(uint64(len(eb.recs) - len(bad)))
 	p.Stats.Invalid.Add(uint64(len(dls)))
 	p.Stats.Alerts.Add(uint64(len(eb.alerts)))
+	if len(eb.alerts) > 0 && eb.arrived > 0 {
+		// An upper bound for each alert of the batch: its event reached
+		// Kafka no earlier than the batch's earliest.
+		p.cfg.Metrics.AlertLatency.Observe(time.Since(time.Unix(0, eb.arrived)).Seconds())
+	}
 	if p.cfg.OnAlert != nil {
 		for _, a := range eb.alerts {
 			p.cfg.OnAlert(a)

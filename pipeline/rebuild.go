@@ -36,6 +36,6 @@ func (p *Pipeline) Rebuild(ctx context.Context, h History, committed map[string]
 		if p.order.waiting() && time.Since(p.positionsAt) >= positionsEvery {
 			p.refreshPositions(ctx)
 		}
-		p.releaseTo(nil, drop)
+		_, _ = p.releaseTo(nil, drop)
 	})
 }

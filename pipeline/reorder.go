@@ -16,6 +16,9 @@ type item struct {
 	// rebuilt marks an event replayed from ClickHouse at start: it was
 	// evaluated before the restart and its alerts were stored then.
 	rebuilt bool
+	// arrived is the record's Kafka timestamp (Unix ns; 0 when unknown),
+	// for the event→alert latency.
+	arrived int64
 }
 
 // partKey orders partitions for ties in event time: requests before audit

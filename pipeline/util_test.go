@@ -18,7 +18,7 @@ func writeFile(t *testing.T, path string, data []byte) {
 
 // drained reports whether the group has committed every record of the
 // input topics: all stored and evaluated.
-func drained(t *testing.T, c *ingest.Consumer) bool {
+func drained(t testing.TB, c *ingest.Consumer) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/backtest"
-	"github.com/vigil-sec/vigil/detector"
 	"github.com/vigil-sec/vigil/rules"
 )
 
@@ -86,8 +85,7 @@ func cmdBacktest(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	opts := backtest.Options{Rules: cand, Baseline: base, From: from, To: to,
 		Thresholds: *thresholds || *jsonOut || *htmlFile != "",
-		Detector: detector.Config{MaxGroups: cfg.Detector.MaxGroups, Lateness: cfg.Detector.Lateness.D(),
-			Namespaces: cfg.Namespaces, Shards: cfg.Detector.ShardCount(), Policy: policy(cfg)}}
+		Detector:   detectorConfig(cfg)}
 	var progress *progressLine
 	if isTerminal(stderr) {
 		progress = &progressLine{w: stderr}

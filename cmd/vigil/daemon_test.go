@@ -20,13 +20,9 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/vigil-sec/vigil/detector"
 	"github.com/vigil-sec/vigil/devbroker/brokertest"
-	"github.com/vigil-sec/vigil/event"
 	"github.com/vigil-sec/vigil/internal/chtest"
 	"github.com/vigil-sec/vigil/internal/itest"
-	"github.com/vigil-sec/vigil/replay"
-	"github.com/vigil-sec/vigil/rules"
 	"github.com/vigil-sec/vigil/traffic"
 )
 
@@ -243,18 +239,16 @@ func TestDaemonSurvivesKill9(t *testing.T) {
 	}
 	start := time.Now()
 	var reqs, auds bytes.Buffer
-	man, err := traffic.Generate(traffic.Config{Duration: 22 * time.Minute, Rate: 30, Seed: 31,
-		Attacks: traffic.AttackNames(), InvalidPerMille: 5}, &reqs, &auds)
-	if err != nil {
+	if _, err := traffic.Generate(traffic.Config{Duration: 22 * time.Minute, Rate: 30, Seed: 31,
+		Attacks: traffic.AttackNames(), InvalidPerMille: 5}, &reqs, &auds); err != nil {
 		t.Fatal(err)
 	}
-	// One partition per topic: without faults the daemon's alerts then equal
-	// replay's, so differences after the kill are the kill's.
-	topics := map[string]int{"requests": 1, "audit": 1}
-	broker := brokertest.Start(t, map[string]int32{"requests": 1, "audit": 1, "dlq": 1})
-	nReq := uint64(itest.Produce(t, broker.Addr(), "requests", reqs.Bytes()))
-	nAud := uint64(itest.Produce(t, broker.Addr(), "audit", auds.Bytes()))
-	invalid := man.InvalidRequests + man.InvalidAudit
+	// Several partitions, and some records sent twice by the producer.
+	s := newStream(reqs.Bytes(), auds.Bytes(), dupEveryForTest())
+	topics := map[string]int{"requests": 3, "audit": 2}
+	broker := brokertest.Start(t, map[string]int32{"requests": 3, "audit": 2, "dlq": 1})
+	nReq := uint64(itest.Produce(t, broker.Addr(), "requests", s.reqs))
+	nAud := uint64(itest.Produce(t, broker.Addr(), "audit", s.auds))
 	addr, db := chtest.NewDatabase(t)
 	t.Cleanup(func() { dropConn(addr, db) }) // before the database is dropped (cleanups run last first)
 	rulesDir, err := filepath.Abs("../../configs/rules")
@@ -353,27 +347,7 @@ log:
 	restart := time.Now()
 	d2 := startDaemon(t, cfgPath, logPath)
 	total := nReq + nAud
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		lag, err := groupLag(ctx, broker.Addr(), "vigil", topics)
-		cancel()
-		if err == nil {
-			var sum int64
-			for _, l := range lag {
-				sum += l
-			}
-			if sum == 0 {
-				break
-			}
-		}
-		if time.Since(restart) > patience {
-			t.Fatalf("no zero lag %v after the restart: %v (%v)\n%s", time.Since(restart), lag, err, d2.tail(20))
-		}
-		if d2.cmd.ProcessState != nil {
-			t.Fatalf("restarted daemon exited")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitCommitted(t, d2, broker.Addr(), topics, patience)
 	caughtUp := time.Since(restart)
 	// The responders triage every stored alert into an incident, including
 	// alerts the kill left untriaged (the catch-up pass at start).
@@ -400,24 +374,7 @@ log:
 	}
 
 	// End state.
-	expReq := itest.Expired(reqs.Bytes(), event.Requests, 90*24*time.Hour)
-	expAud := itest.Expired(auds.Bytes(), event.Audit, 365*24*time.Hour)
-	wantReq := nReq - man.InvalidRequests - expReq
-	wantAud := nAud - man.InvalidAudit - expAud
-	for _, c := range []struct {
-		q    string
-		want uint64
-	}{
-		{"SELECT uniqExact(request_id) FROM " + db + ".request_events", wantReq},
-		{"SELECT count() FROM " + db + ".request_events FINAL", wantReq},
-		{"SELECT uniqExact(event_id) FROM " + db + ".audit_events", wantAud},
-		{"SELECT count() FROM " + db + ".audit_events FINAL", wantAud},
-		{"SELECT count() FROM " + db + ".dead_letters FINAL", invalid},
-	} {
-		if n := countQuery(t, addr, db, c.q); n != c.want {
-			t.Errorf("%s = %d, want %d", c.q, n, c.want)
-		}
-	}
+	checkStored(t, addr, db, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	lag, err := groupLag(ctx, broker.Addr(), "vigil", topics)
 	cancel()
@@ -436,51 +393,11 @@ log:
 	}
 
 	// Alerts: the restarted daemon rebuilds its state from the committed
-	// history, so its alerts equal replay's — except a dormant key whose
-	// previous use is older than the request retention: that record was
-	// never stored (the TTL drops it at insert), so no restart can know it.
-	set, err := rules.LoadFiles(rulesDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeTemp := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	rdet := detector.New(set.Rules, detector.Config{})
-	defer rdet.Close()
-	want := map[string]bool{}
-	if _, err := replay.Run(replay.Options{Requests: []string{writeTemp("r.jsonl", reqs.Bytes())}, Audit: []string{writeTemp("a.jsonl", auds.Bytes())}}, rdet,
-		func(a *detector.Alert) { want[string(a.AppendJSON(nil))] = true }); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]bool{}
-	for _, s := range itest.StoredAlerts(t, addr, db) {
-		got[s] = true
-	}
-	var missing, extra int
-	for s := range want {
-		if !got[s] {
-			missing++
-			var a struct {
-				Rule        string    `json:"rule"`
-				WindowStart time.Time `json:"window_start"`
-			}
-			json.Unmarshal([]byte(s), &a)
-			if a.Rule != "key-dormant-reactivated" || time.Since(a.WindowStart) < 90*24*time.Hour {
-				t.Errorf("missing after the kill: %s", s)
-			}
-		}
-	}
-	for s := range got {
-		if !want[s] {
-			extra++
-			t.Errorf("not in replay (fired twice or wrongly after the restart): %s", s)
-		}
-	}
+	// history, so its alerts equal replay's of the same partitions.
+	got := itest.StoredAlerts(t, addr, db)
+	want := replayMerged(t, rulesDir, dumpPartitions(t, broker.Addr(), "requests", topics["requests"], dir),
+		dumpPartitions(t, broker.Addr(), "audit", topics["audit"], dir))
+	missing, extra := compareAlerts(t, got, want, true)
 	// No incident twice: every alert is held by exactly one incident.
 	if n := countQuery(t, addr, db, "SELECT count() FROM (SELECT k FROM (SELECT arrayJoin(alert_keys) AS k FROM "+db+
 		".incidents FINAL) GROUP BY k HAVING count() > 1)"); n != 0 {
@@ -491,8 +408,9 @@ log:
 		t.Errorf("%d actions went beyond dry run with responders.dry_run on", called)
 	}
 	t.Logf("%d incidents from %d alerts", incidents, len(got))
-	t.Logf("%d records (%d invalid, %d TTL-expired), %d rows before merge (%d redelivered duplicates), %v stored at the kills, caught up %v after the last restart, total %v",
-		total, invalid, expReq+expAud, rawRows, rawRows-wantReq-wantAud, storedAtKill, caughtUp.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	t.Logf("%d records (%d invalid, %d sent twice, %d TTL-expired), %d rows before merge (%d duplicates), %v stored at the kills, caught up %v after the last restart, total %v",
+		total, s.invalid, s.dupReq+s.dupAud, s.expReq+s.expAud, rawRows, rawRows-(s.validReq-s.expReq)-(s.validAud-s.expAud), storedAtKill,
+		caughtUp.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	t.Logf("alerts vs replay after the kill: replay %d, stored %d, %d of replay's missing (dormant beyond retention), %d not in replay",
 		len(want), len(got), missing, extra)
 }

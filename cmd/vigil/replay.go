@@ -33,6 +33,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 	maxGroups := fs.Int("max-groups", detector.DefaultMaxGroups, "groups tracked per rule before the stalest is evicted")
 	lateness := fs.Duration("lateness", detector.DefaultLateness, "how far behind its group's newest event an event is still counted")
 	shards := fs.Int("shards", 1, "goroutines evaluating rules (output is the same for any value)")
+	dedupWindow := fs.Duration("dedup-window", detector.DefaultDedupWindow, "a record whose id was seen less than this much event time before is a duplicate and skipped; 0 disables")
 	merge := fs.Bool("merge", false, "each file is one Kafka partition's log: merge all files by event time, as the daemon merges partitions")
 	quiet := fs.Bool("q", false, "no summary on stderr")
 	nsFile := fs.String("namespaces", "", "YAML map of namespace → data_classification for records that carry none")
@@ -59,7 +60,8 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	det := detector.New(set.Rules, detector.Config{MaxGroups: *maxGroups, Lateness: *lateness, Shards: *shards, Namespaces: namespaces})
+	det := detector.New(set.Rules, detector.Config{MaxGroups: *maxGroups, Lateness: *lateness, Shards: *shards, Namespaces: namespaces,
+		DedupWindow: offIfZero(*dedupWindow)})
 	defer det.Close()
 
 	out := bufio.NewWriterSize(stdout, 64<<10)

@@ -133,8 +133,7 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 		dlq = w
 	}
 
-	det := detector.New(set.Rules, detector.Config{MaxGroups: cfg.Detector.MaxGroups, Lateness: cfg.Detector.Lateness.D(),
-		Namespaces: cfg.Namespaces, Shards: cfg.Detector.ShardCount(), Policy: policy(cfg)})
+	det := detector.New(set.Rules, detectorConfig(cfg))
 	defer det.Close()
 	// The rules the responders look up; swapped whole on reload.
 	var ruleByID atomic.Pointer[map[string]*rules.Rule]
@@ -173,7 +172,7 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 	var line []byte
 	pl := pipeline.New(pipeline.Config{
 		BatchSize: cfg.ClickHouse.BatchSize, BatchInterval: cfg.ClickHouse.BatchInterval.D(),
-		MaxBuffered: cfg.ClickHouse.MaxBuffered, ReorderSlack: reorderSlack(cfg.Detector.ReorderSlack.D()), Logger: log, Metrics: m,
+		MaxBuffered: cfg.ClickHouse.MaxBuffered, ReorderSlack: offIfZero(cfg.Detector.ReorderSlack.D()), Logger: log, Metrics: m,
 		OnAlert: func(a *detector.Alert) {
 			log.Info("alert", "rule", a.Rule.ID, "severity", a.Severity.Name(), "phi", a.PHI, "value", a.Value, "at", detector.FormatTime(a.At))
 			if printAlerts {
@@ -277,7 +276,7 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 		}, func(error) { signal.Stop(sig); close(stop) })
 	}
 	err = g.Run()
-	log.Info("vigil stopped", "consumed", pl.Stats.Consumed.Load(), "stored", pl.Stats.Stored.Load(),
+	log.Info("vigil stopped", "reorder_forced", pl.Stats.ReorderForced.Load(), "consumed", pl.Stats.Consumed.Load(), "stored", pl.Stats.Stored.Load(),
 		"invalid", pl.Stats.Invalid.Load(), "alerts", pl.Stats.Alerts.Load())
 	return err
 }
@@ -336,9 +335,17 @@ func tlsConfig(c config.TLS) (*tls.Config, error) {
 	return t, nil
 }
 
-// reorderSlack maps the config's slack to the pipeline's: 0 there means
-// none, which the pipeline spells negative.
-func reorderSlack(d time.Duration) time.Duration {
+// detectorConfig is the detector's part of cfg, the same for the daemon
+// and the backtest.
+func detectorConfig(cfg *config.Config) detector.Config {
+	return detector.Config{MaxGroups: cfg.Detector.MaxGroups, Lateness: cfg.Detector.Lateness.D(),
+		DedupWindow: offIfZero(cfg.Detector.DedupWindow.D()),
+		Namespaces:  cfg.Namespaces, Shards: cfg.Detector.ShardCount(), Policy: policy(cfg)}
+}
+
+// offIfZero maps a config duration where 0 means "off" to the libraries'
+// convention, where 0 means their default and negative means off.
+func offIfZero(d time.Duration) time.Duration {
 	if d == 0 {
 		return -1
 	}
