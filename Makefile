@@ -29,6 +29,7 @@ build:
 test: build lint
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run '^TestPack' ./traffic/   # the rule pack on full-rate generated days (too slow under -race)
+	$(GO) test -count=1 -run '^TestDaemonAcceptance$$' ./cmd/vigil/   # the daemon on a million records (too slow under -race)
 	$(MAKE) --no-print-directory rules-check
 	$(MAKE) --no-print-directory vuln
 

@@ -128,7 +128,7 @@ func Default() Config {
 			Database:      "vigil",
 			Username:      "default",
 			BatchSize:     50000,
-			BatchInterval: Duration(time.Second),
+			BatchInterval: Duration(250 * time.Millisecond),
 			MaxBuffered:   500000,
 			Retention:     Retention{Requests: Duration(90 * 24 * time.Hour), Audit: Duration(365 * 24 * time.Hour)},
 		},

@@ -52,6 +52,12 @@ type Config struct {
 	// and a partition count that differs is reported as an error.
 	Topics map[string]int32
 
+	// Nodes is how many broker nodes the cluster has (default 1). With more,
+	// partition leaders are spread over them and MoveLeaders can move them,
+	// as a broker failover or a reassignment does; Addr is the first node's
+	// (the bootstrap address), the others listen on free ports.
+	Nodes int
+
 	// GroupMinSessionTimeout is the smallest consumer session timeout the
 	// broker accepts. Zero means the Kafka default of 6s; tests usually want
 	// 100ms so that readers can use sub-second timeouts.
@@ -69,6 +75,7 @@ type Broker struct {
 	cluster *kfake.Cluster
 	addr    string
 	dataDir string
+	nodes   int32
 	log     *kfakeLogger
 	unlock  func() error
 
@@ -99,9 +106,12 @@ func Start(cfg Config) (*Broker, error) {
 	if lg.l == nil {
 		lg.l = slog.New(slog.DiscardHandler)
 	}
+	nodes := max(cfg.Nodes, 1)
+	ports := make([]int, nodes) // the others: 0, a free port
+	ports[0] = port
 	opts := []kfake.Opt{
-		kfake.NumBrokers(1),
-		kfake.Ports(port),
+		kfake.NumBrokers(nodes),
+		kfake.Ports(ports...),
 		kfake.ClusterID("vigil-devbroker"),
 		kfake.WithLogger(lg),
 	}
@@ -126,12 +136,12 @@ func Start(cfg Config) (*Broker, error) {
 		unlock()
 		return nil, fmt.Errorf("devbroker: start on %s: %w", addr, err)
 	}
-	b := &Broker{cluster: c, dataDir: cfg.DataDir, log: lg, unlock: unlock}
-	if addrs := c.ListenAddrs(); len(addrs) == 1 {
+	b := &Broker{cluster: c, dataDir: cfg.DataDir, log: lg, unlock: unlock, nodes: int32(nodes)}
+	if addrs := c.ListenAddrs(); len(addrs) == nodes {
 		b.addr = addrs[0]
 	} else {
 		b.Close()
-		return nil, fmt.Errorf("devbroker: expected one listener, kfake reports %v", addrs)
+		return nil, fmt.Errorf("devbroker: expected %d listeners, kfake reports %v", nodes, addrs)
 	}
 	for name, n := range cfg.Topics {
 		if err := b.CreateTopic(name, n); err != nil {
@@ -173,6 +183,32 @@ func (b *Broker) CreateTopic(name string, partitions int32) error {
 	}
 	if have := int32(len(b.cluster.PartitionInfos(name))); have != partitions {
 		return fmt.Errorf("devbroker: topic %q already exists with %d partitions, not %d", name, have, partitions)
+	}
+	return nil
+}
+
+// MoveLeaders moves the leader of every partition of topics to the next
+// node, as a failover does: clients get NOT_LEADER_FOR_PARTITION and must
+// find the new leader. It needs Config.Nodes > 1.
+func (b *Broker) MoveLeaders(topics ...string) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return ErrClosed
+	}
+	if b.nodes < 2 {
+		return errors.New("devbroker: moving leaders needs Config.Nodes > 1")
+	}
+	for _, t := range topics {
+		infos := b.cluster.PartitionInfos(t)
+		if len(infos) == 0 {
+			return fmt.Errorf("devbroker: topic %q does not exist", t)
+		}
+		for _, pi := range infos {
+			if err := b.cluster.MoveTopicPartition(t, pi.Partition, (pi.Leader+1)%b.nodes); err != nil {
+				return fmt.Errorf("devbroker: move %s/%d: %w", t, pi.Partition, err)
+			}
+		}
 	}
 	return nil
 }

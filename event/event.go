@@ -4,6 +4,8 @@
 // hand it bytes, the rule engine reads the decoded struct.
 package event
 
+import "unsafe"
+
 // Source says which log a record came from.
 type Source uint8
 
@@ -87,32 +89,44 @@ type Event struct {
 // Clone returns a copy of e that owns all its strings and slices.
 func (e *Event) Clone() Event {
 	c := *e
-	for _, p := range c.stringFields() {
-		*p = cloneString(*p)
+	// One allocation for every string and byte field: the detector copies
+	// what it keeps, so the fields live and die together.
+	fields := c.stringFields()
+	n := len(e.Changes) + len(e.Extra)
+	for _, p := range fields {
+		n += len(*p)
 	}
-	c.Changes = cloneBytes(e.Changes)
-	c.Extra = cloneBytes(e.Extra)
+	if n == 0 {
+		return c
+	}
+	arena := make([]byte, 0, n)
+	for _, p := range fields {
+		if s := *p; s != "" {
+			off := len(arena)
+			arena = append(arena, s...)
+			*p = unsafe.String(&arena[off], len(s))
+		}
+	}
+	c.Changes = appendOwned(&arena, e.Changes)
+	c.Extra = appendOwned(&arena, e.Extra)
 	return c
+}
+
+// appendOwned copies b to the end of *arena and returns the copy, capped so
+// that appending to it cannot overwrite what follows; nil stays nil.
+func appendOwned(arena *[]byte, b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	off := len(*arena)
+	*arena = append(*arena, b...)
+	return (*arena)[off:len(*arena):len(*arena)]
 }
 
 func (e *Event) stringFields() []*string {
 	return []*string{&e.ID, &e.OrgID, &e.APIKeyID, &e.KeyPermission, &e.IP, &e.Namespace,
 		&e.DataClassification, &e.Country, &e.Method, &e.Route, &e.Path, &e.Operation,
 		&e.UserAgent, &e.ActorID, &e.ActorType, &e.Action, &e.ResourceType, &e.ResourceID, &e.Outcome}
-}
-
-func cloneString(s string) string {
-	if s == "" {
-		return ""
-	}
-	return string([]byte(s))
-}
-
-func cloneBytes(b []byte) []byte {
-	if b == nil {
-		return nil
-	}
-	return append([]byte(nil), b...)
 }
 
 // IsPHI reports whether the event touches a namespace classified PHI.

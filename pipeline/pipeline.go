@@ -125,7 +125,7 @@ func New(cfg Config, src Source, store Store, dlq DeadLetterSink, det *detector.
 		cfg.BatchSize = 50000
 	}
 	if cfg.BatchInterval <= 0 {
-		cfg.BatchInterval = time.Second
+		cfg.BatchInterval = 250 * time.Millisecond
 	}
 	if cfg.MaxBuffered < cfg.BatchSize {
 		cfg.MaxBuffered = 4 * cfg.BatchSize
@@ -215,22 +215,41 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() {
 		defer close(evaluated)
-		// A tick releases events that waited on a partition which turned
-		// out to be caught up, when no batch comes to do it.
-		tick := time.NewTicker(p.cfg.BatchInterval)
+		// Between batches a tick releases the events whose wait is over
+		// (the slack passed, or a partition turned out to be caught up),
+		// so alerts do not wait for the next batch. A tick that fires no
+		// alert hands its records over with the next batch, or after a
+		// batch interval, so commits stay about one per interval.
+		tick := time.NewTicker(max(p.cfg.BatchInterval/4, 50*time.Millisecond))
 		defer tick.Stop()
+		var carry []ingest.Message
+		sent := time.Now()
+		send := func(eb *evaluatedBatch) {
+			eb.marks = append(eb.marks, carry...)
+			carry = nil
+			evaluated <- eb
+			sent = time.Now()
+		}
 		for {
 			select {
 			case b, ok := <-batches:
 				if !ok {
+					if len(carry) > 0 {
+						send(&evaluatedBatch{})
+					}
 					return
 				}
-				evaluated <- p.evaluate(fetchCtx, b)
+				send(p.evaluate(fetchCtx, b))
 			case <-tick.C:
-				if p.order.waiting() {
-					if eb := p.evaluate(fetchCtx, nil); len(eb.marks) > 0 {
-						evaluated <- eb
-					}
+				eb := &evaluatedBatch{}
+				if p.order.size > 0 {
+					eb = p.evaluate(fetchCtx, nil)
+				}
+				switch {
+				case len(eb.alerts) > 0 || (len(eb.marks)+len(carry) > 0 && time.Since(sent) >= p.cfg.BatchInterval):
+					send(eb)
+				default:
+					carry = append(carry, eb.marks...)
 				}
 			}
 		}
@@ -342,7 +361,8 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 		p.det.Replace(*rs)
 	}
 	began := time.Now()
-	eb := &evaluatedBatch{batch: batch, events: make([]event.Event, 0, len(batch))}
+	eb := &evaluatedBatch{batch: batch, events: make([]event.Event, 0, len(batch)),
+		marks: make([]ingest.Message, 0, len(batch))}
 	origins := make([]storage.Origin, 0, len(batch))
 	var dec event.Decoder
 	horizon := time.Now().Add(p.cfg.MaxFuture).UnixNano()
@@ -374,11 +394,10 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 		}
 		// Kafka gives each message its own buffer, but the decoder's
 		// scratch space is shared: own the strings before the next decode.
-		e = e.Clone()
 		o := storage.Origin{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset}
-		eb.events = append(eb.events, e)
+		eb.events = append(eb.events, e.Clone()) // within capacity: pointers stay valid
 		origins = append(origins, o)
-		p.order.push(q, item{ev: e, origin: o, arrived: unixNano(m.Time)})
+		p.order.push(q, item{ev: &eb.events[len(eb.events)-1], origin: o, arrived: unixNano(m.Time)})
 	}
 	if p.order.waiting() && time.Since(p.positionsAt) >= positionsEvery {
 		p.refreshPositions(ctx)
@@ -425,7 +444,7 @@ func (p *Pipeline) releaseTo(marks []ingest.Message, emit func(*detector.Alert))
 		p.runEvents = p.runEvents[:0]
 		for ; j < len(p.released) && p.released[j].rebuilt == rebuilt; j++ {
 			it := &p.released[j]
-			p.runEvents = append(p.runEvents, it.ev)
+			p.runEvents = append(p.runEvents, *it.ev)
 			if !rebuilt {
 				marks = append(marks, ingest.Message{Source: it.ev.Source, Topic: it.origin.Topic,
 					Partition: int(it.origin.Partition), Offset: it.origin.Offset}) // a Ref

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/vigil-sec/vigil/detector"
@@ -29,9 +30,10 @@ func (p *Pipeline) Rebuild(ctx context.Context, h History, committed map[string]
 	p.refreshPositions(ctx)
 	drop := func(*detector.Alert) {}
 	return h.Replay(ctx, committed, lookback, func(events []event.Event, origins []storage.Origin) {
+		events = slices.Clone(events) // Replay reuses its slice; the reorderer may keep these
 		for i := range events {
 			q := p.order.queue(events[i].Source, origins[i].Topic, origins[i].Partition)
-			p.order.push(q, item{ev: events[i], origin: origins[i], rebuilt: true})
+			p.order.push(q, item{ev: &events[i], origin: origins[i], rebuilt: true})
 		}
 		if p.order.waiting() && time.Since(p.positionsAt) >= positionsEvery {
 			p.refreshPositions(ctx)

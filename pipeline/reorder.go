@@ -9,9 +9,10 @@ import (
 	"github.com/vigil-sec/vigil/storage"
 )
 
-// item is one decoded event waiting in the reorderer.
+// item is one decoded event waiting in the reorderer. The event itself
+// stays in its batch's slice, so items are small to move.
 type item struct {
-	ev     event.Event
+	ev     *event.Event
 	origin storage.Origin
 	// rebuilt marks an event replayed from ClickHouse at start: it was
 	// evaluated before the restart and its alerts were stored then.

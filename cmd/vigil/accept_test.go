@@ -87,8 +87,8 @@ log:
 	checkStored(t, addr, db, s)
 	rows := countQuery(t, addr, db, "SELECT (SELECT count() FROM "+db+".request_events) + (SELECT count() FROM "+db+".audit_events)")
 
-	reqFiles := dumpPartitions(t, broker.Addr(), "requests", topics["requests"], dir)
-	audFiles := dumpPartitions(t, broker.Addr(), "audit", topics["audit"], dir)
+	reqFiles := itest.DumpPartitions(t, broker.Addr(), "requests", topics["requests"], dir)
+	audFiles := itest.DumpPartitions(t, broker.Addr(), "audit", topics["audit"], dir)
 	want := replayMerged(t, rulesDir, reqFiles, audFiles)
 	got := itest.StoredAlerts(t, addr, db)
 	missing, extra := compareAlerts(t, got, want, false)

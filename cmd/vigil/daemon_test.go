@@ -395,8 +395,8 @@ log:
 	// Alerts: the restarted daemon rebuilds its state from the committed
 	// history, so its alerts equal replay's of the same partitions.
 	got := itest.StoredAlerts(t, addr, db)
-	want := replayMerged(t, rulesDir, dumpPartitions(t, broker.Addr(), "requests", topics["requests"], dir),
-		dumpPartitions(t, broker.Addr(), "audit", topics["audit"], dir))
+	want := replayMerged(t, rulesDir, itest.DumpPartitions(t, broker.Addr(), "requests", topics["requests"], dir),
+		itest.DumpPartitions(t, broker.Addr(), "audit", topics["audit"], dir))
 	missing, extra := compareAlerts(t, got, want, true)
 	// No incident twice: every alert is held by exactly one incident.
 	if n := countQuery(t, addr, db, "SELECT count() FROM (SELECT k FROM (SELECT arrayJoin(alert_keys) AS k FROM "+db+

@@ -7,11 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 
 	"github.com/vigil-sec/vigil/detector"
 	"github.com/vigil-sec/vigil/event"
@@ -84,56 +81,6 @@ func newStream(reqs, auds []byte, dupEvery int) *stream {
 	s.expReq = itest.Expired(reqs, event.Requests, 90*24*time.Hour)
 	s.expAud = itest.Expired(auds, event.Audit, 365*24*time.Hour)
 	return s
-}
-
-// dumpPartitions writes each partition of topic, in offset order, to its
-// own file under dir and returns the files in partition order: the records
-// exactly as the daemon could read them, for `vigil replay --merge`.
-func dumpPartitions(t *testing.T, addr, topic string, partitions int, dir string) []string {
-	t.Helper()
-	var files []string
-	for p := range partitions {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		conn, err := kafka.DialLeader(ctx, "tcp", addr, topic, p)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		end, err := conn.ReadLastOffset()
-		if err != nil {
-			conn.Close()
-			t.Fatal(err)
-		}
-		var buf bytes.Buffer
-		for off := int64(0); off < end; {
-			conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-			if _, err := conn.Seek(off, kafka.SeekAbsolute); err != nil {
-				conn.Close()
-				t.Fatal(err)
-			}
-			batch := conn.ReadBatch(1, 16<<20)
-			for {
-				m, err := batch.ReadMessage()
-				if err != nil {
-					break
-				}
-				buf.Write(m.Value)
-				buf.WriteByte('\n')
-				off = m.Offset + 1
-			}
-			if err := batch.Close(); err != nil {
-				conn.Close()
-				t.Fatalf("reading %s/%d at %d of %d: %v", topic, p, off, end, err)
-			}
-		}
-		conn.Close()
-		f := filepath.Join(dir, fmt.Sprintf("%s-%d.jsonl", topic, p))
-		if err := os.WriteFile(f, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, f)
-	}
-	return files
 }
 
 // replayMerged runs `vigil replay --merge` over per-partition files (the

@@ -7,6 +7,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"testing"
 	"time"
@@ -31,6 +34,29 @@ func Produce(t testing.TB, addr, topic string, data []byte) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// DumpPartitions writes each partition of topic, in offset order, to its
+// own file under dir and returns the files in partition order: the records
+// exactly as the daemon could read them, for `vigil replay --merge`.
+func DumpPartitions(t testing.TB, addr, topic string, partitions int, dir string) []string {
+	t.Helper()
+	var files []string
+	for p := range partitions {
+		var buf bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		_, err := ingest.DumpPartition(ctx, ingest.Config{Brokers: []string{addr}}, topic, p, &buf)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, fmt.Sprintf("%s-%d.jsonl", topic, p))
+		if err := os.WriteFile(f, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	return files
 }
 
 // StoredAlerts returns the alert JSON the daemon stored, deduplicated
