@@ -50,7 +50,7 @@ type DeadLetterSink interface {
 // Config tunes batching and retries.
 type Config struct {
 	BatchSize     int           // messages per batch; default 50000
-	BatchInterval time.Duration // longest wait for a partial batch; default 1s
+	BatchInterval time.Duration // longest wait for a partial batch; default 250ms
 	// MaxBuffered caps messages held between Kafka and ClickHouse; fetching
 	// pauses when it is reached (backpressure). Default 4 × BatchSize.
 	MaxBuffered int
