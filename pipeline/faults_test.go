@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/vigil-sec/vigil/ingest"
 	"github.com/vigil-sec/vigil/internal/chtest"
 	"github.com/vigil-sec/vigil/internal/itest"
+	"github.com/vigil-sec/vigil/replay"
 	"github.com/vigil-sec/vigil/rules"
 	"github.com/vigil-sec/vigil/storage"
 	"github.com/vigil-sec/vigil/traffic"
@@ -285,10 +288,12 @@ func sumLag(lag map[string]map[int]int64) int64 {
 }
 
 // checkEndState: every valid record stored exactly once (distinct = FINAL
-// count = valid minus TTL-expired), every invalid one dead-lettered, and
-// every committed offset covered by stored records.
-func checkEndState(t *testing.T, d *faultData, r *faultRig, addr, db string) {
+// count = valid minus TTL-expired), every invalid one dead-lettered, every
+// committed offset covered by stored records, and the stored alerts equal
+// `vigil replay --merge` over the partitions read back from the broker.
+func checkEndState(t *testing.T, d *faultData, r *faultRig, brokerAddr, addr, db string) {
 	t.Helper()
+	checkAlertsMatchReplay(t, brokerAddr, addr, db)
 	for _, c := range []struct {
 		q    string
 		want uint64
@@ -312,6 +317,35 @@ func checkEndState(t *testing.T, d *faultData, r *faultRig, addr, db string) {
 				t.Errorf("end: %s/%d committed at %d, ClickHouse holds offsets only up to %d", topic, p, c, ends[topic][p])
 			}
 		}
+	}
+}
+
+// checkAlertsMatchReplay compares the stored alerts with replay's over the
+// fault tests' topics as the broker holds them.
+func checkAlertsMatchReplay(t *testing.T, brokerAddr, addr, db string) {
+	t.Helper()
+	dir := t.TempDir()
+	reqs := itest.DumpPartitions(t, brokerAddr, "requests", faultPartitions, dir)
+	auds := itest.DumpPartitions(t, brokerAddr, "audit", faultPartitions, dir)
+	set, err := rules.LoadFiles("../configs/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	det := detector.New(set.Rules, detector.Config{})
+	defer det.Close()
+	var want []string
+	if _, err := replay.Run(replay.Options{Requests: reqs, Audit: auds, MergeFiles: true}, det,
+		func(a *detector.Alert) { want = append(want, string(a.AppendJSON(nil))) }); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(want)
+	got := itest.StoredAlerts(t, addr, db)
+	if len(want) == 0 {
+		t.Error("replay fired no alert: the traffic's attacks should")
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("stored alerts differ from replay --merge of the same partitions:\n got %d:\n%s\nwant %d:\n%s",
+			len(got), strings.Join(got, "\n"), len(want), strings.Join(want, "\n"))
 	}
 }
 
@@ -423,7 +457,7 @@ func TestClickHouseOutageMidStream(t *testing.T) {
 		}
 	}
 	r.waitLagZero(t, d.total, 40*time.Second)
-	checkEndState(t, d, r, addr, db)
+	checkEndState(t, d, r, broker.Addr(), addr, db)
 	t.Logf("%d records (%d invalid, %d TTL-expired), %d insert retries, total %v", d.total, d.invalid,
 		d.valid-d.wantReq-d.wantAud, r.pl.Stats.InsertRetries.Load(), time.Since(start).Round(time.Millisecond))
 }
@@ -488,7 +522,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 		}
 	}
 	r.waitLagZero(t, d.total, 40*time.Second)
-	checkEndState(t, d, r, addr, db)
+	checkEndState(t, d, r, broker.Addr(), addr, db)
 	t.Logf("%d records (%d invalid), %d stored incl. redeliveries, broker down %v, total %v", d.total, d.invalid,
 		r.pl.Stats.Stored.Load()+r.pl.Stats.Invalid.Load(), brokerOutage, time.Since(start).Round(time.Millisecond))
 }
@@ -542,9 +576,60 @@ func TestSlowAndFlakyClickHouse(t *testing.T) {
 	})
 	r.waitLagZero(t, d.total, 2*time.Minute)
 	r.store.checkCommitted(t, r.consumer.Committed(), "at the end")
-	checkEndState(t, d, r, addr, db)
+	checkEndState(t, d, r, broker.Addr(), addr, db)
 	t.Logf("%d records, %d event inserts, %d failed (half of them after storing)", d.total, flaky.calls.Load(), flaky.failed.Load())
 	if flaky.failed.Load() == 0 {
 		t.Error("no insert failed: the test did not test anything")
 	}
+}
+
+// A partition leader moving to another broker node mid-stream (a failover
+// or a reassignment): the consumer, the producer and the dead-letter
+// writer find the new leaders by themselves; nothing is lost or stored
+// twice, and the alerts equal replay's.
+func TestPartitionLeadersMoveMidStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs ClickHouse and the dev broker")
+	}
+	start := time.Now()
+	d := makeFaultData(t, 31)
+	addr, db := chtest.NewDatabase(t)
+	topics := map[string]int32{"requests": faultPartitions, "audit": faultPartitions, "dlq": 1}
+	broker, err := devbroker.Start(devbroker.Config{Nodes: 3, GroupMinSessionTimeout: 100 * time.Millisecond, Topics: topics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	ctx := context.Background()
+	for topic, data := range map[string][]byte{"requests": d.reqs[0], "audit": d.auds[0]} {
+		if _, err := itest.ProduceLines(ctx, broker.Addr(), topic, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := startFaultPipeline(t, broker.Addr(), addr, db)
+	for r.pl.Stats.Batches.Load() < 3 {
+		if time.Since(start) > 40*time.Second {
+			t.Fatal("no batch stored")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	moves := 0
+	move := func() {
+		if err := broker.MoveLeaders("requests", "audit", "dlq"); err != nil {
+			t.Fatal(err)
+		}
+		moves++
+		t.Logf("moved every partition leader after %d batches", r.pl.Stats.Batches.Load())
+	}
+	move()
+	for topic, data := range map[string][]byte{"requests": d.reqs[1], "audit": d.auds[1]} {
+		if _, err := itest.ProduceLines(ctx, broker.Addr(), topic, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	move()
+	r.waitLagZero(t, d.total, time.Minute)
+	checkEndState(t, d, r, broker.Addr(), addr, db)
+	t.Logf("%d records (%d invalid), leaders moved %d times, %d stored incl. redeliveries, total %v", d.total, d.invalid, moves,
+		r.pl.Stats.Stored.Load()+r.pl.Stats.Invalid.Load(), time.Since(start).Round(time.Millisecond))
 }

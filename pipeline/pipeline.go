@@ -116,6 +116,7 @@ type Pipeline struct {
 	released    []item
 	runEvents   []event.Event
 	positionsAt time.Time // last Positions call
+	known       bool      // Positions answered once: every partition is known
 	firstLive   time.Time // first event fetched in this run
 }
 
@@ -399,10 +400,20 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 		origins = append(origins, o)
 		p.order.push(q, item{ev: &eb.events[len(eb.events)-1], origin: o, arrived: unixNano(m.Time)})
 	}
-	if p.order.waiting() && time.Since(p.positionsAt) >= positionsEvery {
+	if (!p.known || p.order.waiting()) && time.Since(p.positionsAt) >= positionsEvery {
 		p.refreshPositions(ctx)
 	}
+	if !p.known && !p.graceOver() {
+		// Until the broker has named every partition, one that has not
+		// delivered yet could hold earlier events.
+		return p.finish(eb, origins, began)
+	}
 	eb.marks, eb.arrived = p.releaseTo(eb.marks, func(a *detector.Alert) { eb.alerts = append(eb.alerts, a) })
+	return p.finish(eb, origins, began)
+}
+
+// finish builds an evaluated batch's rows and counts what evaluate did.
+func (p *Pipeline) finish(eb *evaluatedBatch, origins []storage.Origin, began time.Time) *evaluatedBatch {
 	eb.recs = make([]storage.Record, len(eb.events))
 	for i := range eb.events {
 		eb.recs[i] = storage.Record{Event: &eb.events[i], Origin: origins[i]}
@@ -480,6 +491,12 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
+// graceOver reports whether partitions that have delivered nothing may be
+// ignored (see unseenGrace).
+func (p *Pipeline) graceOver() bool {
+	return !p.firstLive.IsZero() && time.Since(p.firstLive) > unseenGrace
+}
+
 // refreshPositions asks the broker which partitions are caught up, so
 // that events stop waiting on partitions with nothing to read. A failure
 // leaves things as they were: events wait, which costs latency, not
@@ -493,7 +510,8 @@ func (p *Pipeline) refreshPositions(ctx context.Context) {
 		p.cfg.Logger.Debug("partition positions unavailable; events wait for every partition", "err", err)
 		return
 	}
-	graceOver := !p.firstLive.IsZero() && time.Since(p.firstLive) > unseenGrace
+	p.known = true
+	graceOver := p.graceOver()
 	for _, pos := range ps {
 		// A partition whose records are all queued is caught up too: once
 		// its queue empties it holds nothing back (until it gets more).
