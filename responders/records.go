@@ -209,6 +209,10 @@ type Store interface {
 	// LatestActions returns, per kind and target, the latest record whose
 	// outcome is planned, succeeded or failed (what is or may be in force).
 	LatestActions(ctx context.Context, kinds []string) ([]ActionRecord, error)
+	// UnsentNotifications returns, per incident and notifier, the latest
+	// open_incident record since t when it is planned or retried: a
+	// notification a crash cut off.
+	UnsentNotifications(ctx context.Context, since time.Time) ([]ActionRecord, error)
 	WriteBlocks(ctx context.Context, recs []BlockRecord) error
 	ActiveBlocks(ctx context.Context) ([]BlockRecord, error)
 	// Offenses counts the blocks of a range since t.
@@ -216,6 +220,11 @@ type Store interface {
 	// PendingAlerts returns alerts stored since t that no incident holds
 	// yet (the daemon stopped between storing them and triaging them).
 	PendingAlerts(ctx context.Context, since time.Time) ([]StoredAlert, error)
+	// UnplannedAlerts returns the alerts held by incidents updated since t
+	// whose actions were never planned (no planned, skipped or dry-run
+	// record): the daemon stopped between writing the incident and planning
+	// its actions.
+	UnplannedAlerts(ctx context.Context, since time.Time) ([]StoredAlert, error)
 	// Paused reads the kill switch that `vigil respond pause` sets.
 	Paused(ctx context.Context) (bool, error)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -293,6 +294,10 @@ func (r *Responder) Run(ctx context.Context) error {
 	}()
 	r.resume(ctx)
 	r.expire(ctx)
+	// Blocks are written to the ledger before the edge is called, so a
+	// crash in between leaves a block in force that the edge lacks:
+	// repair that now rather than at the first reconcile tick.
+	r.reconcileAtStart(ctx)
 	r.catchUp.Store(true)
 
 	expiry := time.NewTicker(r.cfg.ExpiryInterval)
@@ -314,7 +319,7 @@ func (r *Responder) Run(ctx context.Context) error {
 		case <-expiry.C:
 			r.expire(ctx)
 		case <-reconcile.C:
-			r.reconcile(ctx)
+			_ = r.reconcile(ctx) // logged; the next tick tries again
 		case <-control.C:
 			if time.Since(lastRefresh) >= time.Minute && r.refreshInForce(ctx) == nil {
 				lastRefresh = time.Now()
@@ -424,6 +429,33 @@ func (r *Responder) runCatchUp(ctx context.Context) {
 	}
 	if n > 0 {
 		r.log.Info("triaged stored alerts that had no incident", "alerts", n)
+	}
+	r.replan(ctx)
+}
+
+// replan plans the actions of incidents a stop left without any: the
+// incident was written (so its alert is not pending) but the daemon
+// stopped before the planned rows were.
+func (r *Responder) replan(ctx context.Context) {
+	unplanned, err := r.store.UnplannedAlerts(ctx, r.cfg.Now().Add(-r.cfg.CatchUp))
+	if err != nil {
+		r.log.Warn("reading incidents without actions failed; retrying at the next catch-up", "err", err)
+		return
+	}
+	for _, p := range unplanned {
+		rule := r.rules(rulePrefix(p.Key))
+		a, err := ParseAlert(p.Key, p.JSON, rule)
+		if err != nil || rule == nil || rule.Shadow {
+			continue
+		}
+		r.mu.Lock()
+		inc := r.open[a.Rule+"\x1f"+strings.Join(a.groupStrings(), "\x1f")]
+		r.mu.Unlock()
+		if inc == nil || !slices.Contains(inc.AlertKeys, p.Key) {
+			continue
+		}
+		r.log.Info("planning the actions of an incident a restart left without any", "incident", inc.ID, "alert", p.Key)
+		r.plan(ctx, inc, a, rule)
 	}
 }
 

@@ -271,14 +271,14 @@ func (r *Responder) expire(ctx context.Context) {
 // reconcile reads the edge back and repairs drift: blocks in force that
 // someone removed are added again, Vigil items with no block in force are
 // removed.
-func (r *Responder) reconcile(ctx context.Context) {
-	if r.sys.Blocker == nil || r.paused.Load() {
-		return
+func (r *Responder) reconcile(ctx context.Context) (err error) {
+	if r.sys.Blocker == nil || r.paused.Load() || r.dryRun.Load() {
+		return nil
 	}
 	items, err := r.sys.Blocker.Items(ctx)
 	if err != nil {
 		r.log.Warn("reading the edge's blocks failed; reconciling at the next pass", "err", err)
-		return
+		return err
 	}
 	now := r.cfg.Now().UTC()
 	atEdge := map[string]bool{}
@@ -302,8 +302,9 @@ func (r *Responder) reconcile(ctx context.Context) {
 	r.mu.Unlock()
 	var recs []ActionRecord
 	if len(missing) > 0 {
-		if err := r.sys.Blocker.Block(ctx, missing); err != nil {
-			r.log.Warn("re-adding blocks removed at the edge failed", "blocks", len(missing), "err", err)
+		if berr := r.sys.Blocker.Block(ctx, missing); berr != nil {
+			r.log.Warn("re-adding blocks removed at the edge failed", "blocks", len(missing), "err", berr)
+			err = berr
 		} else {
 			for _, b := range missing {
 				recs = append(recs, ActionRecord{At: now, IncidentID: b.IncidentID, Kind: BlockIP, Target: b.Prefix.String(),
@@ -312,8 +313,9 @@ func (r *Responder) reconcile(ctx context.Context) {
 		}
 	}
 	if len(extra) > 0 {
-		if err := r.sys.Blocker.Unblock(ctx, extra); err != nil {
-			r.log.Warn("removing stale blocks at the edge failed", "blocks", len(extra), "err", err)
+		if uerr := r.sys.Blocker.Unblock(ctx, extra); uerr != nil {
+			r.log.Warn("removing stale blocks at the edge failed", "blocks", len(extra), "err", uerr)
+			err = uerr
 		} else {
 			for _, p := range extra {
 				recs = append(recs, ActionRecord{At: now, Kind: Unblock, Target: p.String(), Outcome: Succeeded,
@@ -327,17 +329,83 @@ func (r *Responder) reconcile(ctx context.Context) {
 		r.log.Warn("edge drift repaired", "readded", len(missing), "removed", len(extra))
 		r.writeLog(ctx, recs)
 	}
+	return err
+}
+
+// reconcileAtStart is reconcile with the action retries: a block a crash
+// left in the ledger but not at the edge should not wait for the first
+// tick, and the edge may still be finishing the dead process's last write.
+func (r *Responder) reconcileAtStart(ctx context.Context) {
+	wait := r.cfg.RetryMin
+	for attempt := 1; attempt <= r.cfg.MaxAttempts; attempt++ {
+		err := r.reconcile(ctx)
+		if err == nil {
+			r.confirmBlocks(ctx)
+			return
+		}
+		d := wait
+		if ra := RetryAfter(err); ra > 0 {
+			d = ra
+		}
+		wait = min(2*wait, r.cfg.RetryMax)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
+}
+
+// confirmBlocks records as succeeded the blocks a crash left planned that
+// the edge has (reconcile just made sure every block in force is there),
+// so that the action log says what happened.
+func (r *Responder) confirmBlocks(ctx context.Context) {
+	if r.sys.Blocker == nil || r.paused.Load() || r.dryRun.Load() {
+		return
+	}
+	latest, err := r.store.LatestActions(ctx, []string{BlockIP})
+	if err != nil {
+		r.log.Warn("reading blocks left planned by a restart failed", "err", err)
+		return
+	}
+	now := r.cfg.Now().UTC()
+	var recs []ActionRecord
+	r.mu.Lock()
+	for _, a := range latest {
+		if b, ok := r.blocks[a.Target]; ok && a.Outcome == Planned && b.ExpiresAt.After(now) {
+			recs = append(recs, ActionRecord{At: now, IncidentID: a.IncidentID, Kind: BlockIP, Target: a.Target,
+				Outcome: Succeeded, Detail: "at the edge after a restart", ExpiresAt: b.ExpiresAt})
+		}
+	}
+	r.mu.Unlock()
+	r.writeLog(ctx, recs)
 }
 
 // resume re-sends the actions a crash left planned without an outcome.
 // Revoking a revoked key or isolating an isolated namespace answers 409,
-// recorded as already applied, so nothing is applied twice.
+// recorded as already applied, so nothing is applied twice. A notification
+// of an open incident is sent again: at worst the notifier gets the update
+// twice (Sentry files it under the same issue, by fingerprint). Blocks are
+// the reconcile pass's.
 func (r *Responder) resume(ctx context.Context) {
+	unsent, err := r.store.UnsentNotifications(ctx, r.cfg.Now().Add(-7*24*time.Hour))
+	if err != nil {
+		r.log.Warn("reading notifications a restart cut off failed; they are not sent again", "err", err)
+	}
 	r.mu.Lock()
 	var jobs []job
 	for _, a := range r.inForce {
 		if a.Outcome == Planned && (a.Kind == RevokeKey || a.Kind == IsolateNamespace) {
 			jobs = append(jobs, job{kind: a.Kind, targets: []string{a.Target}, inc: Incident{ID: a.IncidentID}})
+		}
+	}
+	byID := make(map[string]*Incident, len(r.open))
+	for _, inc := range r.open {
+		byID[inc.ID] = inc
+	}
+	for _, a := range unsent {
+		if inc := byID[a.IncidentID]; inc != nil {
+			jobs = append(jobs, job{kind: OpenIncident, targets: []string{a.Target}, inc: *inc})
 		}
 	}
 	r.mu.Unlock()

@@ -178,6 +178,15 @@ func (s *Store) LatestActions(ctx context.Context, kinds []string) ([]responders
 		"WHERE has(?, kind) AND outcome IN ('planned', 'succeeded', 'failed') GROUP BY kind, target", kinds)
 }
 
+// UnsentNotifications returns the notifications whose latest record since t
+// is planned or retried, per incident and notifier.
+func (s *Store) UnsentNotifications(ctx context.Context, since time.Time) ([]responders.ActionRecord, error) {
+	return s.actions(ctx, "SELECT max(at), incident_id, kind, target, argMax(outcome, at) AS last, '', "+
+		"argMax(attempt, at), '', argMax(detail, at), argMax(expires_at, at) FROM "+s.db+".actions "+
+		"WHERE kind = ? AND at >= ? GROUP BY incident_id, kind, target HAVING last IN ('planned', 'retried')",
+		responders.OpenIncident, since.UTC())
+}
+
 func (s *Store) actions(ctx context.Context, q string, args ...any) ([]responders.ActionRecord, error) {
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
@@ -252,17 +261,30 @@ func (s *Store) Offenses(ctx context.Context, prefix string, since time.Time) (i
 
 // PendingAlerts returns alerts stored since t that no incident holds yet.
 func (s *Store) PendingAlerts(ctx context.Context, since time.Time) ([]responders.StoredAlert, error) {
-	rows, err := s.conn.Query(ctx, "SELECT alert_key, alert_json FROM "+s.db+".alerts FINAL WHERE stored_at >= ? AND NOT shadow AND alert_key NOT IN "+
+	return s.storedAlerts(ctx, "pending alerts", "SELECT alert_key, alert_json FROM "+s.db+".alerts FINAL WHERE stored_at >= ? AND NOT shadow AND alert_key NOT IN "+
 		"(SELECT arrayJoin(alert_keys) FROM "+s.db+".incidents WHERE updated_at >= ?) ORDER BY at, alert_key", since.UTC(), since.UTC())
+}
+
+// UnplannedAlerts returns the alerts of incidents updated since t whose
+// actions were never planned (no planned, skipped or dry-run record; a
+// block the reconcile pass re-added leaves only a succeeded one).
+func (s *Store) UnplannedAlerts(ctx context.Context, since time.Time) ([]responders.StoredAlert, error) {
+	return s.storedAlerts(ctx, "unplanned alerts", "SELECT alert_key, alert_json FROM "+s.db+".alerts FINAL WHERE stored_at >= ? AND NOT shadow AND alert_key IN "+
+		"(SELECT arrayJoin(alert_keys) FROM "+s.db+".incidents WHERE updated_at >= ? AND id NOT IN (SELECT incident_id FROM "+s.db+".actions WHERE outcome IN ('planned', 'skipped', 'dry_run'))) "+
+		"ORDER BY at, alert_key", since.UTC(), since.UTC())
+}
+
+func (s *Store) storedAlerts(ctx context.Context, what, q string, args ...any) ([]responders.StoredAlert, error) {
+	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: read pending alerts: %w", err)
+		return nil, fmt.Errorf("clickhouse: read %s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []responders.StoredAlert
 	for rows.Next() {
 		var a responders.StoredAlert
 		if err := rows.Scan(&a.Key, &a.JSON); err != nil {
-			return nil, fmt.Errorf("clickhouse: read pending alerts: %w", err)
+			return nil, fmt.Errorf("clickhouse: read %s: %w", what, err)
 		}
 		out = append(out, a)
 	}

@@ -97,6 +97,11 @@ func (a *api) fail(op string, raw *http.Response, err error) *responders.CallErr
 			retryAfter = apiErr.Response.Header.Get("Retry-After")
 		}
 		ce = responders.HTTPError(system, op, apiErr.StatusCode, retryAfter, now, describe(apiErr.Errors, apiErr.StatusCode))
+		if ce.RetryAfter == 0 && bulkInProgress(apiErr.Errors) {
+			// An operation another process started (a daemon killed
+			// mid-write) must finish first; Cloudflare takes seconds.
+			ce.RetryAfter = bulkWait
+		}
 	case raw != nil && raw.StatusCode >= 400:
 		ce = responders.HTTPError(system, op, raw.StatusCode, raw.Header.Get("Retry-After"), now,
 			"unreadable error body: "+err.Error())
@@ -119,6 +124,23 @@ func (a *api) fail(op string, raw *http.Response, err error) *responders.CallErr
 		ce.Msg = strings.ReplaceAll(ce.Msg, a.token, "[redacted]")
 	}
 	return ce
+}
+
+// bulkWait is how long to wait before writing again when the account has a
+// bulk list operation in progress that this client did not start.
+const bulkWait = 2 * time.Second
+
+// codeBulkInProgress is Cloudflare's error code for a list write refused
+// because a bulk operation of the account is still running.
+const codeBulkInProgress = 10046
+
+func bulkInProgress(errs []shared.ErrorData) bool {
+	for _, e := range errs {
+		if e.Code == codeBulkInProgress {
+			return true
+		}
+	}
+	return false
 }
 
 // describe joins Cloudflare's error messages with their codes.

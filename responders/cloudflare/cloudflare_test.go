@@ -426,6 +426,7 @@ func TestBlockAwaitsTheBulkOperation(t *testing.T) {
 func TestAPendingOperationIsAwaitedBeforeTheNextWrite(t *testing.T) {
 	srv := cftest.New(t, token)
 	srv.SetBulkPolls(1 << 30)
+	srv.SetBulkTime(0)
 	c := newClient(t, srv, func(c *cloudflare.Config) { c.BulkTimeout = 50 * time.Millisecond })
 	err := c.Block(ctx(t), []responders.Block{block("203.0.113.7", "INC-1")})
 	if err == nil || responders.IsFinal(err) || !strings.Contains(err.Error(), "still pending") {

@@ -59,6 +59,7 @@ type Server struct {
 	faults      []*fault
 	requests    []Request
 	bulkPolls   int
+	bulkTime    time.Duration
 	failBulk    string
 	maxPerPage  int
 }
@@ -131,6 +132,7 @@ type bulkOp struct {
 	failure     string
 	apply       func() // the write, run when the operation completes
 	completed   time.Time
+	due         time.Time // Cloudflare finishes it by then, polled or not
 }
 
 type ruleset struct {
@@ -153,6 +155,7 @@ func New(tb testing.TB, token string) *Server {
 		entrypoints: map[string]string{},
 		access:      map[string][]AccessRule{},
 		bulkPolls:   1,
+		bulkTime:    time.Second,
 		maxPerPage:  500,
 	}
 	s.srv = httptest.NewServer(s)
@@ -194,6 +197,15 @@ func (s *Server) SetBulkPolls(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bulkPolls = n
+}
+
+// SetBulkTime sets how long a bulk operation takes when nobody polls it
+// (default 1s; 0: only polls complete it): Cloudflare finishes the work
+// whether or not the client that started it is still there.
+func (s *Server) SetBulkTime(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bulkTime = d
 }
 
 // FailNextBulk makes the next bulk operation end "failed" with msg,
@@ -643,6 +655,9 @@ func (s *Server) deleteItems(w http.ResponseWriter, r *http.Request, p map[strin
 // writable refuses a list write while the account has a bulk operation
 // pending, as Cloudflare does.
 func (s *Server) writable(w http.ResponseWriter, account string) bool {
+	if op := s.pending[account]; op != nil && s.bulkTime > 0 && !time.Now().Before(op.due) {
+		s.finish(op) // nobody polled it (its client died); Cloudflare finished anyway
+	}
 	if s.pending[account] == nil {
 		return true
 	}
@@ -651,7 +666,8 @@ func (s *Server) writable(w http.ResponseWriter, account string) bool {
 }
 
 func (s *Server) startBulk(w http.ResponseWriter, account string, apply func()) {
-	op := &bulkOp{id: s.newID(), account: account, pollsLeft: s.bulkPolls, status: "pending", apply: apply}
+	op := &bulkOp{id: s.newID(), account: account, pollsLeft: s.bulkPolls, status: "pending", apply: apply,
+		due: time.Now().Add(s.bulkTime)}
 	if s.failBulk != "" {
 		op.failure, op.apply, s.failBulk = s.failBulk, nil, ""
 	}
