@@ -241,6 +241,17 @@ func startFaultPipelineWith(t *testing.T, brokerAddr, chAddr, db string, wrap fu
 	return r
 }
 
+// waitBatches waits until n batches were stored, at most 40s after start.
+func (r *faultRig) waitBatches(t *testing.T, n uint64, start time.Time) {
+	t.Helper()
+	for r.pl.Stats.Batches.Load() < n {
+		if time.Since(start) > 40*time.Second {
+			t.Fatal("no batch stored")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (r *faultRig) buffered() int64 {
 	s := &r.pl.Stats
 	return int64(s.Consumed.Load()) - int64(s.Stored.Load()) - int64(s.Invalid.Load())
@@ -389,12 +400,7 @@ func TestClickHouseOutageMidStream(t *testing.T) {
 	r := startFaultPipeline(t, broker.Addr(), addr, db)
 
 	// Let some batches be stored, then pull the plug.
-	for r.pl.Stats.Batches.Load() < 3 {
-		if time.Since(start) > 40*time.Second {
-			t.Fatal("no batch stored")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	r.waitBatches(t, 3, start)
 	r.store.checkCommitted(t, r.consumer.Committed(), "before the outage")
 	storedBefore := r.pl.Stats.Stored.Load() + r.pl.Stats.Invalid.Load()
 	t.Logf("stopping ClickHouse after %d batches (%d records stored)", r.pl.Stats.Batches.Load(), storedBefore)
@@ -493,12 +499,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 		}
 	}
 	r := startFaultPipeline(t, baddr, addr, db)
-	for r.pl.Stats.Batches.Load() < 3 {
-		if time.Since(start) > 40*time.Second {
-			t.Fatal("no batch stored")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	r.waitBatches(t, 3, start)
 	t.Logf("closing the broker after %d batches", r.pl.Stats.Batches.Load())
 	bmu.Lock()
 	if err := broker.Close(); err != nil {
@@ -607,12 +608,7 @@ func TestPartitionLeadersMoveMidStream(t *testing.T) {
 		}
 	}
 	r := startFaultPipeline(t, broker.Addr(), addr, db)
-	for r.pl.Stats.Batches.Load() < 3 {
-		if time.Since(start) > 40*time.Second {
-			t.Fatal("no batch stored")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	r.waitBatches(t, 3, start)
 	moves := 0
 	move := func() {
 		if err := broker.MoveLeaders("requests", "audit", "dlq"); err != nil {

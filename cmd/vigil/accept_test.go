@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -68,13 +67,7 @@ log:
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(dir, "daemon.log")
-	defer func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			lines := strings.Split(string(b), "\n")
-			t.Logf("daemon log (last 40 lines):\n%s", strings.Join(lines[max(0, len(lines)-40):], "\n"))
-		}
-	}()
+	t.Cleanup(func() { logTailOnFailure(t, logPath, 40) })
 	launched := time.Now()
 	d := startDaemon(t, cfgPath, logPath)
 	took := waitCommitted(t, d, broker.Addr(), topics, 10*time.Minute)

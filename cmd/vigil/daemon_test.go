@@ -278,13 +278,7 @@ log:
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(dir, "daemon.log")
-	defer func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			lines := strings.Split(string(b), "\n")
-			t.Logf("daemon log (last 60 lines):\n%s", strings.Join(lines[max(0, len(lines)-60):], "\n"))
-		}
-	}()
+	t.Cleanup(func() { logTailOnFailure(t, logPath, 60) })
 
 	// Generous limits: under -race the whole suite shares two cores, and a
 	// loaded CI machine must not fail this test for being slow.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,4 +192,14 @@ func dupEveryForTest() int {
 		return n
 	}
 	return 200
+}
+
+// logTailOnFailure shows the end of the daemon's log when the test failed.
+func logTailOnFailure(t *testing.T, logPath string, n int) {
+	if !t.Failed() {
+		return
+	}
+	b, _ := os.ReadFile(logPath)
+	lines := strings.Split(string(b), "\n")
+	t.Logf("daemon log (last %d lines):\n%s", n, strings.Join(lines[max(0, len(lines)-n):], "\n"))
 }

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -50,67 +48,8 @@ func TestDaemonResponsesSurviveKill9(t *testing.T) {
 	addr, db := chtest.NewDatabase(t)
 	t.Cleanup(func() { dropConn(addr, db) })
 
-	dir := t.TempDir()
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	write("rules.yaml", `rules:
-  - id: brute-force
-    source: requests
-    where: 'status == 401'
-    group_by: [ip]
-    window: 1m
-    aggregate: count
-    threshold: '>= 20'
-    severity: critical
-    actions: [open_incident, block_ip]
-  - id: key-burst
-    source: requests
-    where: 'status == 200'
-    group_by: [api_key_id]
-    window: 1m
-    aggregate: count
-    threshold: '>= 20'
-    severity: high
-    actions: [open_incident, revoke_key]
-`)
-	cfgPath := write("vigil.yaml", fmt.Sprintf(`kafka:
-  brokers: [%q]
-  group_id: vigil
-  dead_letter_topic: ""
-clickhouse:
-  addr: [%q]
-  database: %s
-  batch_size: 500
-  batch_interval: 100ms
-rules:
-  paths: [rules.yaml]
-responders:
-  dry_run: false
-  workers: 2
-  retries: {min_backoff: 50ms, max_backoff: 200ms}
-  sentry:
-    dsn_file: sentry.dsn
-  admin_api:
-    url: %q
-    token_file: admin.token
-  cloudflare:
-    api_token: ${TEST_CF_TOKEN}
-    base_url: %q
-    account_id: %s
-    zone_id: %s
-log:
-  level: info
-  format: text
-`, broker.Addr(), addr, db, admin.URL, cf.URL(), account, zone))
-	write("sentry.dsn", sentry.DSN()+"\n")
-	write("admin.token", adminToken+"\n")
-	t.Setenv("TEST_CF_TOKEN", cfToken)
-
+	env := enforcementConfig(t, broker.Addr(), addr, db, admin, adminToken, cf, cfToken, account, zone, sentry, "  workers: 2\n", "text")
+	dir, cfgPath := env.dir, env.cfgPath
 	// One brute force and one key burst per minute of event time.
 	var reqs bytes.Buffer
 	t0 := time.Now().UTC().Add(-time.Hour).Truncate(time.Minute)
@@ -138,13 +77,7 @@ log:
 	itest.Produce(t, broker.Addr(), "requests", reqs.Bytes())
 
 	logPath := filepath.Join(dir, "daemon.log")
-	defer func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			lines := strings.Split(string(b), "\n")
-			t.Logf("daemon log (last 60 lines):\n%s", strings.Join(lines[max(0, len(lines)-60):], "\n"))
-		}
-	}()
+	t.Cleanup(func() { logTailOnFailure(t, logPath, 60) })
 	calls := func() int {
 		c := 0
 		for _, r := range admin.Requests() {

@@ -42,67 +42,8 @@ func TestDaemonRespondsToAnAttack(t *testing.T) {
 	addr, db := chtest.NewDatabase(t)
 	t.Cleanup(func() { dropConn(addr, db) })
 
-	dir := t.TempDir()
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	write("rules.yaml", `rules:
-  - id: brute-force
-    source: requests
-    where: 'status == 401'
-    group_by: [ip]
-    window: 1m
-    aggregate: count
-    threshold: '>= 20'
-    severity: critical
-    actions: [open_incident, block_ip]
-  - id: key-burst
-    source: requests
-    where: 'status == 200'
-    group_by: [api_key_id]
-    window: 1m
-    aggregate: count
-    threshold: '>= 20'
-    severity: high
-    actions: [open_incident, revoke_key]
-`)
-	cfgPath := write("vigil.yaml", fmt.Sprintf(`kafka:
-  brokers: [%q]
-  group_id: vigil
-  dead_letter_topic: ""
-clickhouse:
-  addr: [%q]
-  database: %s
-  batch_size: 500
-  batch_interval: 100ms
-  max_buffered_events: 2000
-rules:
-  paths: [rules.yaml]
-responders:
-  dry_run: false
-  retries: {min_backoff: 50ms, max_backoff: 200ms}
-  sentry:
-    dsn_file: sentry.dsn
-  admin_api:
-    url: %q
-    token_file: admin.token
-  cloudflare:
-    api_token: ${TEST_CF_TOKEN}
-    base_url: %q
-    account_id: %s
-    zone_id: %s
-log:
-  level: info
-  format: json
-`, broker.Addr(), addr, db, admin.URL, cf.URL(), account, zone))
-	write("sentry.dsn", sentry.DSN()+"\n")
-	write("admin.token", adminToken+"\n")
-	t.Setenv("TEST_CF_TOKEN", cfToken)
-
+	env := enforcementConfig(t, broker.Addr(), addr, db, admin, adminToken, cf, cfToken, account, zone, sentry, "", "json")
+	dir, cfgPath := env.dir, env.cfgPath
 	var reqs bytes.Buffer
 	t0 := time.Now().UTC().Add(-10 * time.Minute).Truncate(time.Second)
 	line := func(i int, ip, key, perm string, status int) {
@@ -243,4 +184,80 @@ log:
 			}
 		}
 	}
+}
+
+// enforcement is a daemon set-up with every responder on, pointed at local
+// servers that speak each system's API, and two rules: a brute force from
+// an address (block_ip) and a burst on a key (revoke_key).
+type enforcement struct {
+	dir, cfgPath string
+}
+
+// enforcementConfig writes the rules, the secrets and vigil.yaml to a
+// temporary directory; respExtra adds keys under responders (indented two
+// spaces), logFormat is json or text.
+func enforcementConfig(t *testing.T, brokerAddr, chAddr, db string, admin *admintest.Server, adminToken string,
+	cf *cftest.Server, cfToken, account, zone string, sentry *sentrytest.Server, respExtra, logFormat string) enforcement {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("rules.yaml", `rules:
+  - id: brute-force
+    source: requests
+    where: 'status == 401'
+    group_by: [ip]
+    window: 1m
+    aggregate: count
+    threshold: '>= 20'
+    severity: critical
+    actions: [open_incident, block_ip]
+  - id: key-burst
+    source: requests
+    where: 'status == 200'
+    group_by: [api_key_id]
+    window: 1m
+    aggregate: count
+    threshold: '>= 20'
+    severity: high
+    actions: [open_incident, revoke_key]
+`)
+	cfgPath := write("vigil.yaml", fmt.Sprintf(`kafka:
+  brokers: [%q]
+  group_id: vigil
+  dead_letter_topic: ""
+clickhouse:
+  addr: [%q]
+  database: %s
+  batch_size: 500
+  batch_interval: 100ms
+  max_buffered_events: 2000
+rules:
+  paths: [rules.yaml]
+responders:
+  dry_run: false
+  retries: {min_backoff: 50ms, max_backoff: 200ms}
+%s  sentry:
+    dsn_file: sentry.dsn
+  admin_api:
+    url: %q
+    token_file: admin.token
+  cloudflare:
+    api_token: ${TEST_CF_TOKEN}
+    base_url: %q
+    account_id: %s
+    zone_id: %s
+log:
+  level: info
+  format: %s
+`, brokerAddr, chAddr, db, respExtra, admin.URL, cf.URL(), account, zone, logFormat))
+	write("sentry.dsn", sentry.DSN()+"\n")
+	write("admin.token", adminToken+"\n")
+	t.Setenv("TEST_CF_TOKEN", cfToken)
+	return enforcement{dir: dir, cfgPath: cfgPath}
 }
