@@ -89,6 +89,22 @@ func makeFaultData(t *testing.T, seed uint64) *faultData {
 	return d
 }
 
+// produce writes the given halves of the data (0, 1 or both) to the
+// request and audit topics.
+func (d *faultData) produce(ctx context.Context, addr string, halves ...int) error {
+	for _, topic := range []struct {
+		name string
+		data [2][]byte
+	}{{"requests", d.reqs}, {"audit", d.auds}} {
+		for _, h := range halves {
+			if _, err := itest.ProduceLines(ctx, addr, topic.name, topic.data[h]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // splitLines cuts data in two at a line boundary near the middle.
 func splitLines(data []byte) [2][]byte {
 	mid := len(data) / 2
@@ -392,10 +408,8 @@ func TestClickHouseOutageMidStream(t *testing.T) {
 	addr, db := inst.Addr.Native, "vigil_faults"
 	broker := brokertest.Start(t, map[string]int32{"requests": faultPartitions, "audit": faultPartitions, "dlq": 1})
 	ctx := context.Background()
-	for topic, data := range map[string][]byte{"requests": d.reqs[0], "audit": d.auds[0]} {
-		if _, err := itest.ProduceLines(ctx, broker.Addr(), topic, data); err != nil {
-			t.Fatal(err)
-		}
+	if err := d.produce(ctx, broker.Addr(), 0); err != nil {
+		t.Fatal(err)
 	}
 	r := startFaultPipeline(t, broker.Addr(), addr, db)
 
@@ -411,13 +425,7 @@ func TestClickHouseOutageMidStream(t *testing.T) {
 	// The second half arrives during the outage.
 	prodErr := make(chan error, 1)
 	go func() {
-		for topic, data := range map[string][]byte{"requests": d.reqs[1], "audit": d.auds[1]} {
-			if _, err := itest.ProduceLines(ctx, broker.Addr(), topic, data); err != nil {
-				prodErr <- err
-				return
-			}
-		}
-		prodErr <- nil
+		prodErr <- d.produce(ctx, broker.Addr(), 1)
 	}()
 	var maxBuf int64
 	var committedDuring map[string]map[int]int64
@@ -493,10 +501,8 @@ func TestBrokerRestartMidStream(t *testing.T) {
 	})
 	baddr := broker.Addr()
 	ctx := context.Background()
-	for topic, data := range map[string][]byte{"requests": d.reqs[0], "audit": d.auds[0]} {
-		if _, err := itest.ProduceLines(ctx, baddr, topic, data); err != nil {
-			t.Fatal(err)
-		}
+	if err := d.produce(ctx, baddr, 0); err != nil {
+		t.Fatal(err)
 	}
 	r := startFaultPipeline(t, baddr, addr, db)
 	r.waitBatches(t, 3, start)
@@ -517,10 +523,8 @@ func TestBrokerRestartMidStream(t *testing.T) {
 	bmu.Lock()
 	broker = nb
 	bmu.Unlock()
-	for topic, data := range map[string][]byte{"requests": d.reqs[1], "audit": d.auds[1]} {
-		if _, err := itest.ProduceLines(ctx, baddr, topic, data); err != nil {
-			t.Fatal(err)
-		}
+	if err := d.produce(ctx, baddr, 1); err != nil {
+		t.Fatal(err)
 	}
 	r.waitLagZero(t, d.total, 40*time.Second)
 	checkEndState(t, d, r, broker.Addr(), addr, db)
@@ -565,10 +569,8 @@ func TestSlowAndFlakyClickHouse(t *testing.T) {
 	d := makeFaultData(t, 29)
 	addr, db := chtest.NewDatabase(t)
 	broker := brokertest.Start(t, map[string]int32{"requests": faultPartitions, "audit": faultPartitions, "dlq": 1})
-	for topic, data := range map[string][]byte{"requests": bytes.Join(d.reqs[:], nil), "audit": bytes.Join(d.auds[:], nil)} {
-		if _, err := itest.ProduceLines(context.Background(), broker.Addr(), topic, data); err != nil {
-			t.Fatal(err)
-		}
+	if err := d.produce(context.Background(), broker.Addr(), 0, 1); err != nil {
+		t.Fatal(err)
 	}
 	var flaky *flakyStore
 	r := startFaultPipelineWith(t, broker.Addr(), addr, db, func(ws *witnessStore) Store {
@@ -602,10 +604,8 @@ func TestPartitionLeadersMoveMidStream(t *testing.T) {
 	}
 	t.Cleanup(func() { broker.Close() })
 	ctx := context.Background()
-	for topic, data := range map[string][]byte{"requests": d.reqs[0], "audit": d.auds[0]} {
-		if _, err := itest.ProduceLines(ctx, broker.Addr(), topic, data); err != nil {
-			t.Fatal(err)
-		}
+	if err := d.produce(ctx, broker.Addr(), 0); err != nil {
+		t.Fatal(err)
 	}
 	r := startFaultPipeline(t, broker.Addr(), addr, db)
 	r.waitBatches(t, 3, start)
@@ -618,10 +618,8 @@ func TestPartitionLeadersMoveMidStream(t *testing.T) {
 		t.Logf("moved every partition leader after %d batches", r.pl.Stats.Batches.Load())
 	}
 	move()
-	for topic, data := range map[string][]byte{"requests": d.reqs[1], "audit": d.auds[1]} {
-		if _, err := itest.ProduceLines(ctx, broker.Addr(), topic, data); err != nil {
-			t.Fatal(err)
-		}
+	if err := d.produce(ctx, broker.Addr(), 1); err != nil {
+		t.Fatal(err)
 	}
 	move()
 	r.waitLagZero(t, d.total, time.Minute)

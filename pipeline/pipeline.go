@@ -403,17 +403,14 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 	if (!p.known || p.order.waiting()) && time.Since(p.positionsAt) >= positionsEvery {
 		p.refreshPositions(ctx)
 	}
-	if !p.known && !p.graceOver() {
-		// Until the broker has named every partition, one that has not
-		// delivered yet could hold earlier events.
-		return p.finish(eb, origins, began)
+	// Until the broker has named every partition, one that has not
+	// delivered yet could hold earlier events.
+	if p.known || p.graceOver() {
+		eb.marks, eb.arrived = p.releaseTo(eb.marks, func(a *detector.Alert) { eb.alerts = append(eb.alerts, a) })
 	}
-	eb.marks, eb.arrived = p.releaseTo(eb.marks, func(a *detector.Alert) { eb.alerts = append(eb.alerts, a) })
-	return p.finish(eb, origins, began)
-}
-
-// finish builds an evaluated batch's rows and counts what evaluate did.
-func (p *Pipeline) finish(eb *evaluatedBatch, origins []storage.Origin, began time.Time) *evaluatedBatch {
+	if len(batch) == 0 && len(eb.marks) == 0 {
+		return eb // a tick that released nothing: no evaluation to count
+	}
 	eb.recs = make([]storage.Record, len(eb.events))
 	for i := range eb.events {
 		eb.recs[i] = storage.Record{Event: &eb.events[i], Origin: origins[i]}

@@ -3,6 +3,7 @@ package responders
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,7 +76,7 @@ func (r *Responder) plan(ctx context.Context, inc *Incident, a Alert, rule *rule
 	// The ledger is read before taking the lock: no ClickHouse round trip
 	// while the workers and /metrics wait for it.
 	offenses := map[string]int{}
-	if !dry && contains(a.Actions, BlockIP) {
+	if !dry && slices.Contains(a.Actions, BlockIP) {
 		for _, t := range r.targets(BlockIP, inc, a) {
 			if addr, err := netip.ParseAddr(t); err == nil {
 				if p := BlockPrefix(addr); !r.allow.protects(p) {
@@ -188,7 +189,7 @@ func (r *Responder) check(kind, target string, inc *Incident, rule *rules.Rule, 
 		if r.allow.keys[target] {
 			return GuardAllowlist, prefix, "key is in responders.allowlist.keys"
 		}
-		if contains(inc.AdminKeys, target) && (rule == nil || !rule.AllowAdminRevoke) {
+		if slices.Contains(inc.AdminKeys, target) && (rule == nil || !rule.AllowAdminRevoke) {
 			return GuardAdminKey, prefix, "ADMIN key; the rule does not set allow_admin_revoke: true"
 		}
 	case IsolateNamespace:

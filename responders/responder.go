@@ -577,7 +577,7 @@ func (r *Responder) triage(a Alert, rule *rules.Rule, ev Evidence) (inc *Inciden
 	}
 	inc.Actions = union(inc.Actions, a.Actions, 10)
 	inc.Query, inc.QueryParams = evidenceQuery(r.cfg.Database, a, inc, rule)
-	if contains(a.Actions, IsolateNamespace) && r.sys.Isolator == nil && len(inc.Namespaces) > 0 {
+	if slices.Contains(a.Actions, IsolateNamespace) && r.sys.Isolator == nil && len(inc.Namespaces) > 0 {
 		inc.Notes = union(inc.Notes, []string{"namespace isolation is not configured: a human must isolate " +
 			strings.Join(inc.Namespaces, ", ") + " (responders.admin_api.isolate)"}, 10)
 	}
@@ -614,7 +614,7 @@ func evidenceQuery(db string, a Alert, inc *Incident, rule *rules.Rule) (string,
 
 func union(dst, add []string, max int) []string {
 	for _, v := range add {
-		if v == "" || contains(dst, v) {
+		if v == "" || slices.Contains(dst, v) {
 			continue
 		}
 		if len(dst) >= max {
@@ -625,19 +625,16 @@ func union(dst, add []string, max int) []string {
 	return dst
 }
 
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // retry runs f until it succeeds or ctx ends, with backoff; for writes
 // that must happen before anything else may (the incident, the planned
 // record of an action).
 func (r *Responder) retry(ctx context.Context, what string, f func(context.Context) error) error {
+	return r.retryN(ctx, what, 0, f)
+}
+
+// retryN is retry for at most attempts calls (0: no bound); a wait the
+// other side asked for (Retry-After) replaces the backoff.
+func (r *Responder) retryN(ctx context.Context, what string, attempts int, f func(context.Context) error) error {
 	wait := r.cfg.RetryMin
 	for attempt := 1; ; attempt++ {
 		err := f(ctx)
@@ -647,11 +644,18 @@ func (r *Responder) retry(ctx context.Context, what string, f func(context.Conte
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if attempts > 0 && attempt >= attempts {
+			return err
+		}
 		r.log.Warn("responders: "+what+" failed; retrying", "attempt", attempt, "err", err)
+		d := wait
+		if ra := RetryAfter(err); ra > 0 {
+			d = ra
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(wait):
+		case <-time.After(d):
 		}
 		wait = min(2*wait, r.cfg.RetryMax)
 	}

@@ -336,23 +336,8 @@ func (r *Responder) reconcile(ctx context.Context) (err error) {
 // left in the ledger but not at the edge should not wait for the first
 // tick, and the edge may still be finishing the dead process's last write.
 func (r *Responder) reconcileAtStart(ctx context.Context) {
-	wait := r.cfg.RetryMin
-	for attempt := 1; attempt <= r.cfg.MaxAttempts; attempt++ {
-		err := r.reconcile(ctx)
-		if err == nil {
-			r.confirmBlocks(ctx)
-			return
-		}
-		d := wait
-		if ra := RetryAfter(err); ra > 0 {
-			d = ra
-		}
-		wait = min(2*wait, r.cfg.RetryMax)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(d):
-		}
+	if r.retryN(ctx, "reconcile at start", r.cfg.MaxAttempts, r.reconcile) == nil {
+		r.confirmBlocks(ctx)
 	}
 }
 
