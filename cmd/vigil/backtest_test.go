@@ -250,17 +250,9 @@ func testBacktestCommand(t *testing.T, h *storedHistory) {
 		t.Fatalf("--json: exit %d\n%s", code, stderr)
 	}
 	var doc struct {
-		Events int `json:"events"`
-		Totals struct {
-			Alerts         int `json:"alerts"`
-			BaselineAlerts int `json:"baseline_alerts"`
-			Diff           struct {
-				OnlyNew int `json:"only_new"`
-				OnlyOld int `json:"only_old"`
-				Both    int `json:"both"`
-			} `json:"diff"`
-		} `json:"totals"`
-		Rules []struct {
+		Events int            `json:"events"`
+		Totals backtestTotals `json:"totals"`
+		Rules  []struct {
 			Rule       string          `json:"rule"`
 			Status     string          `json:"status"`
 			Candidate  json.RawMessage `json:"candidate"`
@@ -345,15 +337,7 @@ func testBacktestCommand(t *testing.T, h *storedHistory) {
 		t.Fatalf("lowered threshold: exit %d\n%s", code, stderr)
 	}
 	var low struct {
-		Totals struct {
-			Alerts         int `json:"alerts"`
-			BaselineAlerts int `json:"baseline_alerts"`
-			Diff           struct {
-				OnlyNew int `json:"only_new"`
-				OnlyOld int `json:"only_old"`
-				Both    int `json:"both"`
-			} `json:"diff"`
-		} `json:"totals"`
+		Totals backtestTotals `json:"totals"`
 	}
 	if err := json.Unmarshal([]byte(stdout), &low); err != nil {
 		t.Fatal(err)
@@ -435,4 +419,15 @@ func TestProgressLine(t *testing.T) {
 	}
 	var none *progressLine
 	none.clear() // no progress line: nothing to clear
+}
+
+// backtestTotals is the totals object of `vigil backtest --json`.
+type backtestTotals struct {
+	Alerts         int `json:"alerts"`
+	BaselineAlerts int `json:"baseline_alerts"`
+	Diff           struct {
+		OnlyNew int `json:"only_new"`
+		OnlyOld int `json:"only_old"`
+		Both    int `json:"both"`
+	} `json:"diff"`
 }
