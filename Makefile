@@ -19,7 +19,7 @@ FUZZPARALLEL ?= 1
 FUZZ_TARGETS = event:FuzzDecode rules/expression:FuzzCompile rules/expression:FuzzParseAddr \
 	rules:FuzzParse rules:FuzzParseRules config:FuzzParse config:FuzzParseConfig ruletest:FuzzRuleTestFile
 
-.PHONY: build test bench fuzz soak vuln lint demo demo-replay rules-check clean clickhouse-install clickhouse-start clickhouse-stop clickhouse-status
+.PHONY: build test bench fuzz soak vuln lint demo demo-replay rules-check clean clickhouse-install clickhouse-start clickhouse-stop clickhouse-status clickhouse-cluster-start clickhouse-cluster-stop
 
 build:
 	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/vigil
@@ -80,7 +80,13 @@ clickhouse-stop:
 	@bash scripts/clickhouse.sh stop
 clickhouse-status:
 	@bash scripts/clickhouse.sh status
+# Two servers as two shards of cluster vigil (docs/clickhouse-cluster.md).
+clickhouse-cluster-start:
+	@bash scripts/clickhouse.sh start-cluster
+clickhouse-cluster-stop:
+	@bash scripts/clickhouse.sh stop-cluster
 
 clean:
 	-@bash scripts/clickhouse.sh stop
+	-@bash scripts/clickhouse.sh stop-cluster
 	rm -rf bin .cache

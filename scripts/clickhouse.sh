@@ -4,17 +4,39 @@
 # run by a tiny C launcher (scripts/chdb-launcher.c) as a TCP + HTTP server.
 #
 # Usage: scripts/clickhouse.sh install|start|stop|restart|status|env|logs
+#        scripts/clickhouse.sh start-cluster|stop-cluster|status-cluster|env-cluster
 #
 #   install  fetch libchdb.so (npm pack, sha256-checked) and build the launcher
 #            into .cache/chdb; a no-op when both are already there
 #   start    install if needed, start the server and a watchdog that restarts
 #            it (same data dir) if it dies; waits for HTTP /ping; a no-op with
-#            a message when it is already running
+#            a message when it is already running. A config.xml in the
+#            instance dir is passed to the engine (--config-file): server
+#            settings such as remote_servers and macros
 #   stop     clean stop (kill the keep-alive query), SIGTERM/SIGKILL fallback
 #   restart  stop, then start with the same data dir
 #   status   exit 0 when the server answers /ping
 #   env      print `export VIGIL_CLICKHOUSE_ADDR=...` lines for eval
 #   logs     print the tails of the server, launcher and watchdog logs
+#
+#   start-cluster   start one server per shard of a cluster (default: two),
+#                   each an instance as above in $CLICKHOUSE_CLUSTER_DIR/shardN
+#                   with a config.xml naming all of them in remote_servers
+#                   (cluster $CLICKHOUSE_CLUSTER_NAME, one replica per shard)
+#                   and macros shard=N, replica=shardN; a no-op for shards
+#                   already running. It stops the shards it started when one
+#                   fails to start. Stop and start one shard with the single
+#                   commands and CLICKHOUSE_DIR=$CLICKHOUSE_CLUSTER_DIR/shardN
+#   stop-cluster    stop every shard (data kept)
+#   status-cluster  exit 0 when every shard answers /ping
+#   env-cluster     print `export VIGIL_CLICKHOUSE_CLUSTER=...` and
+#                   `export VIGIL_CLICKHOUSE_SHARDS=host:port,...` lines
+#
+# The cluster has no Keeper: chDB's engine runs as clickhouse-local, which
+# never starts keeper_server and refuses ON CLUSTER DDL ("Replicated DDL
+# queries are disabled"), so its shards cannot replicate and DDL must be run
+# on each shard (Vigil does that with clickhouse.shards, see
+# docs/clickhouse-cluster.md). Distributed tables work.
 #
 # Environment (defaults in brackets):
 #   CLICKHOUSE_TCP_PORT   native protocol port [19000]
@@ -30,6 +52,13 @@
 #                         process is gone (test binaries use this)
 #   CLICKHOUSE_REMOVE_DIR_WITH_OWNER=1  and then removes CLICKHOUSE_DIR too
 #   CHDB_DIR              where libchdb.so and the launcher are cached [.cache/chdb]
+#
+# Cluster commands (each shard also honours the variables above except the
+# ports and dirs, which these set):
+#   CLICKHOUSE_CLUSTER_DIR        holds shard1, shard2, ... [.cache/clickhouse-cluster]
+#   CLICKHOUSE_CLUSTER_NAME       cluster name in remote_servers [vigil]
+#   CLICKHOUSE_CLUSTER_TCP_PORTS  native ports, one per shard [19101,19102]
+#   CLICKHOUSE_CLUSTER_HTTP_PORTS HTTP ports, one per shard [18201,18202]
 #
 # Needs bash, coreutils, tar, gzip, flock (util-linux), gcc, npm; curl is used
 # for HTTP when present (otherwise plain HTTP over bash's /dev/tcp).
@@ -266,7 +295,10 @@ stop_server() {
 # --------------------------------------------------------------- watchdog ---
 
 launch_server() {
-	"$S_LAUNCHER" "$S_LIB" \
+	# Server settings that have no command-line form (remote_servers, macros).
+	local config=()
+	[[ -f $CH_DIR/config.xml ]] && config=("--config-file=$CH_DIR/config.xml")
+	"$S_LAUNCHER" "$S_LIB" "${config[@]}" \
 		"--path=$S_DATA" --listen_host=127.0.0.1 \
 		"--tcp_port=$S_TCP_PORT" "--http_port=$S_HTTP_PORT" \
 		--query_id=keepalive --poll_interval=1 \
@@ -463,6 +495,105 @@ cmd_env() {
 	printf 'export VIGIL_CLICKHOUSE_HTTP_ADDR=127.0.0.1:%s\n' "$S_HTTP_PORT"
 }
 
+# --------------------------------------------------------------- cluster ---
+
+CLUSTER_DIR=$(realpath -m -- "${CLICKHOUSE_CLUSTER_DIR:-$ROOT/.cache/clickhouse-cluster}")
+CLUSTER_NAME=${CLICKHOUSE_CLUSTER_NAME:-vigil}
+CLUSTER_TCP_PORTS=${CLICKHOUSE_CLUSTER_TCP_PORTS:-19101,19102}
+CLUSTER_HTTP_PORTS=${CLICKHOUSE_CLUSTER_HTTP_PORTS:-18201,18202}
+
+# shard_dirs: the cluster's instance dirs, in shard order.
+shard_dirs() {
+	local n=1
+	while [[ -d $CLUSTER_DIR/shard$n ]]; do
+		printf '%s\n' "$CLUSTER_DIR/shard$n"
+		n=$((n + 1))
+	done
+}
+
+# shard_config N TCP_PORTS...: the config.xml of shard N.
+shard_config() {
+	local n=$1 p
+	shift
+	printf '<clickhouse>\n  <remote_servers>\n    <%s>\n' "$CLUSTER_NAME"
+	for p in "$@"; do
+		printf '      <shard><replica><host>127.0.0.1</host><port>%s</port></replica></shard>\n' "$p"
+	done
+	printf '    </%s>\n  </remote_servers>\n' "$CLUSTER_NAME"
+	printf '  <macros><shard>%s</shard><replica>shard%s</replica></macros>\n</clickhouse>\n' "$n" "$n"
+}
+
+cmd_start_cluster() {
+	[[ $CLUSTER_NAME =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "cluster name $CLUSTER_NAME: use letters, digits and underscores"
+	local tcp http
+	IFS=, read -r -a tcp <<<"$CLUSTER_TCP_PORTS"
+	IFS=, read -r -a http <<<"$CLUSTER_HTTP_PORTS"
+	((${#tcp[@]} >= 1 && ${#tcp[@]} == ${#http[@]})) ||
+		die "CLICKHOUSE_CLUSTER_TCP_PORTS ($CLUSTER_TCP_PORTS) and CLICKHOUSE_CLUSTER_HTTP_PORTS ($CLUSTER_HTTP_PORTS) need one port per shard each"
+	local t0 n dir started=()
+	t0=$(now)
+	cmd_install
+	mkdir -p -- "$CLUSTER_DIR"
+	# Shards beyond the requested count are left from a larger cluster: their
+	# dirs would make stop-cluster and env-cluster see them.
+	[[ ! -d $CLUSTER_DIR/shard$((${#tcp[@]} + 1)) ]] ||
+		die "$CLUSTER_DIR holds more shards than the ${#tcp[@]} requested: stop-cluster and remove it first"
+	for ((n = 1; n <= ${#tcp[@]}; n++)); do
+		dir=$CLUSTER_DIR/shard$n
+		mkdir -p -- "$dir"
+		shard_config "$n" "${tcp[@]}" >"$dir/config.xml.tmp"
+		mv -f -- "$dir/config.xml.tmp" "$dir/config.xml"
+		if ! CLICKHOUSE_DIR=$dir CLICKHOUSE_DATA=$dir/data \
+			CLICKHOUSE_TCP_PORT=${tcp[n - 1]} CLICKHOUSE_HTTP_PORT=${http[n - 1]} bash "$SELF" start; then
+			for dir in "${started[@]}"; do
+				CLICKHOUSE_DIR=$dir bash "$SELF" stop || true
+			done
+			die "shard $n did not start"
+		fi
+		started+=("$dir")
+	done
+	printf '%s\n' "$CLUSTER_NAME" >"$CLUSTER_DIR/cluster.name"
+	msg "cluster $CLUSTER_NAME of ${#tcp[@]} shards started in $(since "$t0") s: native ports ${tcp[*]}, http ports ${http[*]}"
+}
+
+cmd_stop_cluster() {
+	local dir pids=() failed=0 p
+	# In parallel: a clean stop takes about a second per server.
+	while read -r dir; do
+		CLICKHOUSE_DIR=$dir bash "$SELF" stop &
+		pids+=($!)
+	done < <(shard_dirs)
+	((${#pids[@]})) || { msg "no cluster in $CLUSTER_DIR"; return 0; }
+	for p in "${pids[@]}"; do wait "$p" || failed=1; done
+	((!failed)) || die "some shards did not stop"
+}
+
+cmd_status_cluster() {
+	local dir bad=0 any=0
+	while read -r dir; do
+		any=1
+		printf '%s: ' "${dir##*/}"
+		CLICKHOUSE_DIR=$dir bash "$SELF" status || bad=1
+	done < <(shard_dirs)
+	((any)) || { printf 'no cluster in %s\n' "$CLUSTER_DIR"; return 1; }
+	return "$bad"
+}
+
+cmd_env_cluster() {
+	local dir addrs=() name
+	while read -r dir; do
+		CH_DIR=$dir
+		load_state
+		ping_ok "$S_HTTP_PORT" || die "${dir##*/} is not running: start the cluster first ($0 start-cluster)"
+		addrs+=("127.0.0.1:$S_TCP_PORT")
+	done < <(shard_dirs)
+	((${#addrs[@]})) || die "no cluster in $CLUSTER_DIR: start it first ($0 start-cluster)"
+	name=$(<"$CLUSTER_DIR/cluster.name")
+	local IFS=,
+	printf 'export VIGIL_CLICKHOUSE_CLUSTER=%s\n' "$name"
+	printf 'export VIGIL_CLICKHOUSE_SHARDS=%s\n' "${addrs[*]}"
+}
+
 usage() {
 	sed -n '/^# Usage:/,/^# Never write/p' "$SELF" | sed '$d; s/^# \{0,1\}//' >&2
 	exit 2
@@ -476,6 +607,10 @@ restart) cmd_stop && cmd_start ;;
 status) cmd_status ;;
 env) cmd_env ;;
 logs) load_state; show_logs "${2:-50}" 2>&1 ;;
+start-cluster) cmd_start_cluster ;;
+stop-cluster) cmd_stop_cluster ;;
+status-cluster) cmd_status_cluster ;;
+env-cluster) cmd_env_cluster ;;
 __watchdog) CH_DIR=$2 cmd_watchdog ;;
 *) usage ;;
 esac

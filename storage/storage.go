@@ -34,6 +34,16 @@ type Config struct {
 	RequestsTTL time.Duration
 	AuditTTL    time.Duration
 	DialTimeout time.Duration
+
+	// Cluster names a cluster of the servers' remote_servers: each table
+	// becomes a table per shard (<table>_local) and a Distributed table
+	// named as before. "" is a single server.
+	Cluster string
+	// Shards lists the native address of every server of Cluster. When set,
+	// Migrate runs the DDL on each of them and the shard tables are not
+	// replicated: for clusters without Keeper. When empty, the DDL goes ON
+	// CLUSTER and the shard tables are replicated, which needs Keeper.
+	Shards []string
 }
 
 // Store writes to one ClickHouse database.
@@ -50,6 +60,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if !dbName.MatchString(cfg.Database) {
 		return nil, fmt.Errorf("clickhouse.database %q: use letters, digits and underscores", cfg.Database)
 	}
+	if cfg.Cluster != "" && !dbName.MatchString(cfg.Cluster) {
+		return nil, fmt.Errorf("clickhouse.cluster %q: use letters, digits and underscores", cfg.Cluster)
+	}
+	if cfg.Cluster == "" && len(cfg.Shards) > 0 {
+		return nil, errors.New("clickhouse.shards needs clickhouse.cluster")
+	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 5 * time.Second
 	}
@@ -59,13 +75,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.AuditTTL == 0 {
 		cfg.AuditTTL = 365 * 24 * time.Hour
 	}
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr:        cfg.Addr,
-		Auth:        clickhouse.Auth{Database: "default", Username: cfg.Username, Password: cfg.Password},
-		TLS:         cfg.TLS,
-		DialTimeout: cfg.DialTimeout,
-		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
-	})
+	conn, err := cfg.open(cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
@@ -77,23 +87,105 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// open connects to addr with the settings the layout needs.
+func (cfg Config) open(addr []string) (driver.Conn, error) {
+	opts := &clickhouse.Options{
+		Addr:        addr,
+		Auth:        clickhouse.Auth{Database: "default", Username: cfg.Username, Password: cfg.Password},
+		TLS:         cfg.TLS,
+		DialTimeout: cfg.DialTimeout,
+		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+	}
+	if cfg.Cluster != "" {
+		opts.Settings = clickhouse.Settings{
+			// An insert into a Distributed table is acknowledged only once
+			// every shard stored its rows (insert_distributed_sync is its
+			// older name). By default the receiving server acknowledges at
+			// once and forwards later from a spool on its disk: the daemon
+			// would commit Kafka offsets of rows that no shard holds yet and
+			// that are lost with that server. Sent at once, a failed insert
+			// is retried whole with its token, and each shard drops the part
+			// it already stored (the sharding keys split a batch the same
+			// way every time).
+			"distributed_foreground_insert": 1,
+			// A query on a Distributed table whose IN subquery reads another
+			// one (PendingAlerts, UnplannedAlerts) runs the subquery once,
+			// over all shards, as GLOBAL IN: the answer of a single server.
+			// The default refuses such queries; "local" would match each
+			// shard's rows against that shard's incidents only.
+			"distributed_product_mode": "global",
+		}
+	}
+	return clickhouse.Open(opts)
+}
+
 // Close releases the connections.
 func (s *Store) Close() error { return s.conn.Close() }
 
 // Ping checks that ClickHouse answers (readiness).
 func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
 
-// Migrate applies the schema steps not yet recorded.
+// Migrate applies the schema steps not yet recorded. On a cluster with
+// Shards it migrates each server in turn, each recording its own steps.
 func (s *Store) Migrate(ctx context.Context) error {
-	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil {
-		return fmt.Errorf("clickhouse: create database %s: %w", s.db, err)
+	ttl := strings.NewReplacer("{requests_ttl_days}", strconv.Itoa(days(s.cfg.RequestsTTL)),
+		"{audit_ttl_days}", strconv.Itoa(days(s.cfg.AuditTTL)))
+	l := layout{db: s.db, cluster: s.cfg.Cluster, onCluster: s.cfg.Cluster != "" && len(s.cfg.Shards) == 0, ttl: ttl}
+	if l.cluster != "" {
+		if err := s.checkCluster(ctx); err != nil {
+			return err
+		}
 	}
-	if err := s.conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.db+`.schema_migrations (
-		version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = ReplacingMergeTree ORDER BY version`); err != nil {
-		return fmt.Errorf("clickhouse: schema_migrations: %w", err)
+	if l.cluster == "" || l.onCluster {
+		return migrate(ctx, s.conn, l)
+	}
+	for _, addr := range s.cfg.Shards {
+		conn, err := s.cfg.open([]string{addr})
+		if err != nil {
+			return fmt.Errorf("clickhouse: shard %s: %w", addr, err)
+		}
+		err = migrate(ctx, conn, l)
+		conn.Close()
+		if err != nil {
+			return fmt.Errorf("clickhouse: shard %s: %w", addr, err)
+		}
+	}
+	return nil
+}
+
+// checkCluster checks that the server knows the cluster and, when the DDL
+// is run server by server, that Shards lists every server of it: one left
+// out would lack the tables the Distributed tables read.
+func (s *Store) checkCluster(ctx context.Context) error {
+	var n uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.clusters WHERE cluster = ?", s.cfg.Cluster).Scan(&n); err != nil {
+		return fmt.Errorf("clickhouse: read system.clusters: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("clickhouse.cluster %q: the server has no such cluster in its remote_servers", s.cfg.Cluster)
+	}
+	if len(s.cfg.Shards) > 0 && int(n) != len(s.cfg.Shards) {
+		return fmt.Errorf("clickhouse.shards lists %d addresses but cluster %q has %d servers: list every one", len(s.cfg.Shards), s.cfg.Cluster, n)
+	}
+	return nil
+}
+
+// migrate applies the steps not yet recorded through conn.
+func migrate(ctx context.Context, conn driver.Conn, l layout) error {
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+l.db+l.on()); err != nil {
+		return fmt.Errorf("clickhouse: create database %s: %w", l.db, err)
+	}
+	book := l
+	if !l.onCluster {
+		book.cluster = "" // each server's own record (see migrationsTable)
+	}
+	for _, stmt := range migrationsTable.statements(book) {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("clickhouse: schema_migrations: %w", err)
+		}
 	}
 	applied := map[int]bool{}
-	rows, err := s.conn.Query(ctx, "SELECT version FROM "+s.db+".schema_migrations")
+	rows, err := conn.Query(ctx, "SELECT version FROM "+l.db+".schema_migrations")
 	if err != nil {
 		return fmt.Errorf("clickhouse: read schema_migrations: %w", err)
 	}
@@ -106,21 +198,44 @@ func (s *Store) Migrate(ctx context.Context) error {
 		applied[int(v)] = true
 	}
 	rows.Close()
-	repl := strings.NewReplacer("{db}", s.db,
-		"{requests_ttl_days}", strconv.Itoa(days(s.cfg.RequestsTTL)),
-		"{audit_ttl_days}", strconv.Itoa(days(s.cfg.AuditTTL)))
 	for _, m := range migrations {
 		if applied[m.version] {
 			continue
 		}
-		for _, stmt := range m.stmts {
-			if err := s.conn.Exec(ctx, repl.Replace(stmt)); err != nil {
-				return fmt.Errorf("clickhouse: migration %d (%s): %w", m.version, m.name, err)
+		for _, d := range m.ddl {
+			for _, stmt := range d.statements(l) {
+				if err := conn.Exec(ctx, stmt); err != nil {
+					return fmt.Errorf("clickhouse: migration %d (%s): %w", m.version, m.name, err)
+				}
 			}
 		}
-		if err := s.conn.Exec(ctx, "INSERT INTO "+s.db+".schema_migrations (version, name) VALUES (?, ?)", uint32(m.version), m.name); err != nil {
+		if err := conn.Exec(ctx, "INSERT INTO "+l.db+".schema_migrations (version, name) VALUES (?, ?)", uint32(m.version), m.name); err != nil {
 			return fmt.Errorf("clickhouse: record migration %d: %w", m.version, err)
 		}
+	}
+	if l.cluster != "" {
+		return checkDistributed(ctx, conn, l.db)
+	}
+	return nil
+}
+
+// checkDistributed refuses a database made for a single server: its
+// tables exist with their plain names, so every step is recorded and
+// nothing would create the shard and Distributed tables.
+func checkDistributed(ctx context.Context, conn driver.Conn, db string) error {
+	var names []string
+	for _, t := range tables() {
+		names = append(names, t.name)
+	}
+	var local []string
+	err := conn.QueryRow(ctx, "SELECT groupArray(name) FROM system.tables WHERE database = ? AND has(?, name) AND engine != 'Distributed'",
+		db, names).Scan(&local)
+	if err != nil {
+		return fmt.Errorf("clickhouse: read system.tables: %w", err)
+	}
+	if len(local) > 0 {
+		return fmt.Errorf("clickhouse.cluster: database %s holds single-server tables (%s): use a new database for the cluster "+
+			"(docs/clickhouse-cluster.md)", db, strings.Join(local, ", "))
 	}
 	return nil
 }
@@ -319,9 +434,12 @@ func IsRetryable(err error) bool {
 }
 
 // retryableCodes are server errors about load or the network, not the data.
+// 225 (NO_ZOOKEEPER) and 279 (ALL_CONNECTION_TRIES_FAILED) come from a
+// cluster: Keeper or every replica of a shard out of reach. 236 (ABORTED)
+// is a server shutting down mid-query.
 var retryableCodes = map[int32]bool{
-	3: true, 159: true, 160: true, 202: true, 209: true, 210: true, 241: true, 242: true,
-	252: true, 285: true, 319: true, 373: true, 394: true, 425: true, 439: true, 999: true, 1000: true,
+	3: true, 159: true, 160: true, 202: true, 209: true, 210: true, 225: true, 236: true, 241: true, 242: true,
+	252: true, 279: true, 285: true, 319: true, 373: true, 394: true, 425: true, 439: true, 999: true, 1000: true,
 }
 
 func classify(table string, err error) error {

@@ -17,6 +17,9 @@
 // loopback ports, data in a temporary directory, stopped by Main when the
 // binary exits (and by the script's watchdog should the binary die first).
 //
+// A test of sharded storage calls StartCluster for a cluster of its own
+// (`scripts/clickhouse.sh start-cluster`: one server per shard, no Keeper).
+//
 // Integration tests never skip silently: when no server can be had, the test
 // fails with the reason. Under `go test -short` they are skipped, saying so.
 //
