@@ -22,6 +22,7 @@ type Config struct {
 	ClickHouse ClickHouse        `yaml:"clickhouse"`
 	Rules      RulesConfig       `yaml:"rules"`
 	Detector   Detector          `yaml:"detector"`
+	Scaling    Scaling           `yaml:"scaling"`
 	Namespaces map[string]string `yaml:"namespaces" doc:"namespace → data_classification for records that carry none"`
 	Responders Responders        `yaml:"responders"`
 	Ops        Ops               `yaml:"ops"`
@@ -78,6 +79,8 @@ type ClickHouse struct {
 	BatchInterval Duration  `yaml:"batch_interval" doc:"longest wait before a partial batch is inserted"`
 	MaxBuffered   int       `yaml:"max_buffered_events" doc:"events held in memory while ClickHouse is slow or down; consumption pauses at this cap"`
 	Retention     Retention `yaml:"retention"`
+	Cluster       string    `yaml:"cluster" doc:"a cluster of the servers' remote_servers: each table is a table per shard behind a Distributed table (docs/clickhouse-cluster.md); empty = one server"`
+	Shards        []string  `yaml:"shards" doc:"with cluster: the native address of every server of it; the schema is then created on each in turn and not replicated (clusters without Keeper). Empty = ON CLUSTER DDL and replicated tables, which need Keeper"`
 }
 
 // Retention is how long stored records are kept (ClickHouse TTL).
@@ -134,11 +137,25 @@ func Default() Config {
 		},
 		Detector: Detector{MaxGroups: 100000, Lateness: Duration(10 * time.Minute), RebuildLookback: Duration(24 * time.Hour),
 			ReorderSlack: Duration(pipeline.DefaultReorderSlack), DedupWindow: Duration(detector.DefaultDedupWindow)},
+		Scaling:    Scaling{Mode: "single", Partitions: 12, Replication: 1},
 		Responders: defaultResponders(),
 		Ops:        defaultOps(),
 		Log:        Log{Level: "info", Format: "json"},
 	}
 }
+
+// Scaling says how replicas share the work (docs/scaling.md).
+type Scaling struct {
+	Mode        string              `yaml:"mode" doc:"single: each replica evaluates the input partitions it is given, right for one replica; keyed: replicas split detection by group key through repartition topics, for several (docs/scaling.md)"`
+	Partitions  int                 `yaml:"partitions" doc:"keyed: partitions of each repartition topic, the most replicas that share detection"`
+	Replication int                 `yaml:"replication" doc:"keyed: replication factor of the topics Vigil creates"`
+	TopicPrefix string              `yaml:"topic_prefix" doc:"keyed: repartition topics are named <prefix><source>-<group fields>; empty means <kafka.group_id>-"`
+	Retention   Duration            `yaml:"retention" doc:"keyed: retention of the repartition topics, which a replica reads back to rebuild a gained partition's state; at least the rules' lookback (capped by detector.rebuild_lookback); 0 = that lookback + 1h"`
+	KeyedInputs map[string][]string `yaml:"keyed_inputs" doc:"keyed: input topics already partitioned by a field list, e.g. {requests: [org_id]}; rules grouped by exactly those fields read the input topic itself"`
+}
+
+// Keyed reports whether replicas split detection by group key.
+func (s Scaling) Keyed() bool { return s.Mode == "keyed" }
 
 // Shards resolves detector.shards: 0 means one per CPU.
 func (d Detector) ShardCount() int {
@@ -199,6 +216,9 @@ func (c *Config) validate() []string {
 	if c.ClickHouse.Retention.Requests < Duration(24*time.Hour) || c.ClickHouse.Retention.Audit < Duration(24*time.Hour) {
 		bad("clickhouse.retention", "keep records at least 1d (the policies ask for 90d of request logs and 365d of audit logs)")
 	}
+	if c.ClickHouse.Cluster == "" && len(c.ClickHouse.Shards) > 0 {
+		bad("clickhouse.shards", "needs clickhouse.cluster, the cluster these servers form")
+	}
 	if len(c.Rules.Paths) == 0 {
 		bad("rules.paths", "name at least one rule file or directory, e.g. [/etc/vigil/rules]")
 	}
@@ -207,6 +227,22 @@ func (c *Config) validate() []string {
 	}
 	if c.Detector.Lateness < 0 || c.Detector.Shards < 0 || c.Detector.RebuildLookback < 0 || c.Detector.ReorderSlack < 0 || c.Detector.DedupWindow < 0 {
 		bad("detector", "lateness, shards, rebuild_lookback, reorder_slack and dedup_window must not be negative")
+	}
+	switch c.Scaling.Mode {
+	case "single", "keyed":
+	default:
+		bad("scaling.mode", "unknown mode %q; use single or keyed", c.Scaling.Mode)
+	}
+	if c.Scaling.Partitions < 1 || c.Scaling.Replication < 1 || c.Scaling.Retention < 0 {
+		bad("scaling", "partitions and replication must be at least 1 (defaults 12 and 1), retention not negative")
+	}
+	for src, fields := range c.Scaling.KeyedInputs {
+		if src != "requests" && src != "audit" {
+			bad("scaling.keyed_inputs."+src, "unknown source; use requests or audit")
+		}
+		if len(fields) == 0 {
+			bad("scaling.keyed_inputs."+src, "name the fields the topic is partitioned by, e.g. [org_id]")
+		}
 	}
 	for ns, class := range c.Namespaces {
 		switch class {

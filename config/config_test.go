@@ -86,6 +86,8 @@ func TestProblemsNameTheKeyAndPosition(t *testing.T) {
 				`c.yaml: rules.paths: name at least one rule file or directory, e.g. [/etc/vigil/rules]`,
 				`c.yaml: log.level: unknown level "loud"; use debug, info, warn or error`}},
 		{"bad YAML is positioned", "kafka: [\n", nil, []string{`c.yaml:1:1: invalid YAML: did not find expected node content`}},
+		{"shards without a cluster are an error", "clickhouse:\n  shards: [ch1:9000, ch2:9000]\nrules: {paths: [r]}\n", nil,
+			[]string{`c.yaml: clickhouse.shards: needs clickhouse.cluster, the cluster these servers form`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

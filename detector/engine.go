@@ -35,6 +35,10 @@ type Config struct {
 	// event time before is a duplicate and skipped (Detector only).
 	// Default DefaultDedupWindow; negative disables.
 	DedupWindow time.Duration
+	// Epoch, when set (Unix ns), is where learning periods start instead of
+	// the first event each rule sees: keyed detection splits the stream
+	// between detectors, and each must count from the stream's start.
+	Epoch int64
 }
 
 // DefaultMaxGroups, DefaultLateness and DefaultDedupWindow are the Config
@@ -183,6 +187,9 @@ func (en *Engine) Process(e *event.Event, emit func(*Alert)) {
 	for _, rs := range en.bySrc[e.Source] {
 		if !rs.seen {
 			rs.seen, rs.first = true, e.TS
+			if en.cfg.Epoch != 0 {
+				rs.first = en.cfg.Epoch
+			}
 		}
 		if rs.rule.Where != nil && !rs.rule.Where.Match(e) {
 			continue

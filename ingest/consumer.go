@@ -151,7 +151,7 @@ func (c *Consumer) Fetch(ctx context.Context) (Message, error) {
 			continue
 		}
 		c.register(km.Topic, km.Partition, km.Offset)
-		return Message{
+		m := Message{
 			Source:    c.cfg.Topics[km.Topic],
 			Topic:     km.Topic,
 			Partition: km.Partition,
@@ -159,7 +159,11 @@ func (c *Consumer) Fetch(ctx context.Context) (Message, error) {
 			Key:       km.Key,
 			Value:     km.Value,
 			Time:      km.Time,
-		}, nil
+		}
+		if len(km.Headers) > 0 {
+			withOrigin(&m, km.Headers)
+		}
+		return m, nil
 	}
 }
 
@@ -342,9 +346,14 @@ func (c *Consumer) Lag(ctx context.Context) (map[string]map[int]int64, error) {
 // groupOffsets returns the group's committed offsets for parts; partitions
 // without a committed offset are absent.
 func (c *Consumer) groupOffsets(ctx context.Context, parts map[string][]int) (map[topicPartition]int64, error) {
+	return c.offsetsOf(ctx, c.cfg.GroupID, parts)
+}
+
+// offsetsOf returns group's committed offsets for parts.
+func (c *Consumer) offsetsOf(ctx context.Context, group string, parts map[string][]int) (map[topicPartition]int64, error) {
 	var of *kafka.OffsetFetchResponse
 	err := retry(ctx, func() (err error) {
-		of, err = c.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.cfg.GroupID, Topics: parts})
+		of, err = c.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: parts})
 		if err == nil && of.Error != nil {
 			err = fmt.Errorf("offset fetch: %w", of.Error)
 		}
@@ -507,11 +516,17 @@ type Position struct {
 // it to tell a partition with nothing to read from one that is merely
 // slow, when it merges partitions by event time.
 func (c *Consumer) Positions(ctx context.Context) ([]Position, error) {
-	parts, err := c.partitionsOf(ctx, slices.Sorted(maps.Keys(c.cfg.Topics)))
+	return c.PositionsOf(ctx, c.cfg.GroupID, c.cfg.Topics)
+}
+
+// PositionsOf is Positions for another group and its topics: keyed
+// detection asks how far the router group has read the input topics.
+func (c *Consumer) PositionsOf(ctx context.Context, group string, topics map[string]event.Source) ([]Position, error) {
+	parts, err := c.partitionsOf(ctx, slices.Sorted(maps.Keys(topics)))
 	if err != nil {
 		return nil, err
 	}
-	committed, err := c.groupOffsets(ctx, parts)
+	committed, err := c.offsetsOf(ctx, group, parts)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: positions: %w", err)
 	}
@@ -531,7 +546,7 @@ func (c *Consumer) Positions(ctx context.Context) ([]Position, error) {
 			if off, ok := committed[key]; ok && off > start {
 				start = off
 			}
-			out = append(out, Position{Source: c.cfg.Topics[topic], Topic: topic, Partition: p, Start: start, End: ends[key]})
+			out = append(out, Position{Source: topics[topic], Topic: topic, Partition: p, Start: start, End: ends[key]})
 		}
 	}
 	return out, nil

@@ -84,6 +84,15 @@ type Message struct {
 	Key       []byte
 	Value     []byte
 	Time      time.Time
+	// OriginTopic, OriginPartition and OriginOffset say where a record of
+	// a repartition topic was first read (the Router's headers); "" for
+	// a record read where it was first written.
+	OriginTopic     string
+	OriginPartition int
+	OriginOffset    int64
+	// MergeTS is a repartitioned record's place in the merge by event
+	// time (Routed.MergeTS); 0 when absent.
+	MergeTS int64
 }
 
 // Ref is the message without its contents: what MarkStored needs, without

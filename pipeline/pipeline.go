@@ -79,6 +79,21 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// OnAlert is called for each stored alert, in order (incidents, printing).
 	OnAlert func(*detector.Alert)
+	// Keyed, when set, makes this pipeline one replica of keyed detection
+	// (see Keyed); the detector passed to New is then unused.
+	Keyed *Keyed
+	// Routes, when set, make this pipeline the router of keyed detection:
+	// it stores events and dead letters as usual, writes each event to the
+	// routes of its source through Router, and evaluates nothing.
+	Routes []Route
+	Router interface {
+		Write(ctx context.Context, rs []ingest.Routed) error
+	}
+	// Read reads a partition's records from offset from up to until (see
+	// ingest.ReadPartition): keyed detection rebuilds a gained partition's
+	// state with it, and the router finds an input partition's newest
+	// event time when it starts reading it somewhere.
+	Read func(ctx context.Context, topic string, partition int, from, until int64, fn func(ingest.Message) error) error
 }
 
 // DefaultReorderSlack covers the usual disorder of request logs, written
@@ -104,7 +119,6 @@ type Pipeline struct {
 	src   Source
 	store Store
 	dlq   DeadLetterSink
-	det   *detector.Detector
 	Stats Stats
 
 	consumed, evaluated [3]prometheus.Counter // by event.Source
@@ -112,7 +126,11 @@ type Pipeline struct {
 	pending             atomic.Pointer[[]*rules.Rule]
 
 	// Owned by the evaluating goroutine (Rebuild, then Run's evaluate stage).
-	order       *reorderer
+	single      *shard                    // single-replica detection
+	shards      map[storage.Origin]*shard // keyed detection, by partition (Offset unused)
+	inputs      []ingest.Position         // keyed detection: the routed input partitions
+	abandoned   []ingest.Message          // keyed detection: records of dropped shards, done elsewhere
+	runs        map[storage.Origin]*run   // router: each input partition's newest event time
 	released    []item
 	runEvents   []event.Event
 	positionsAt time.Time // last Positions call
@@ -155,7 +173,12 @@ func New(cfg Config, src Source, store Store, dlq DeadLetterSink, det *detector.
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil, "")
 	}
-	p := &Pipeline{cfg: cfg, src: src, store: store, dlq: dlq, det: det, order: newReorderer(cfg.MaxReorder, max(cfg.ReorderSlack, 0))}
+	p := &Pipeline{cfg: cfg, src: src, store: store, dlq: dlq,
+		single: &shard{order: newReorderer(cfg.MaxReorder, max(cfg.ReorderSlack, 0)), det: det, accepted: -1}}
+	if cfg.Keyed != nil {
+		p.single = nil
+		p.shards = make(map[storage.Origin]*shard)
+	}
 	for _, s := range []event.Source{event.Requests, event.Audit} {
 		p.consumed[s] = cfg.Metrics.Consumed.WithLabelValues(s.String())
 		p.evaluated[s] = cfg.Metrics.DetectorEvents.WithLabelValues(s.String())
@@ -243,7 +266,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				send(p.evaluate(fetchCtx, b))
 			case <-tick.C:
 				eb := &evaluatedBatch{}
-				if p.order.size > 0 {
+				if p.waitingEvents() > 0 {
 					eb = p.evaluate(fetchCtx, nil)
 				}
 				switch {
@@ -333,6 +356,7 @@ type evaluatedBatch struct {
 	batch  []ingest.Message
 	events []event.Event
 	recs   []storage.Record
+	routed []ingest.Routed
 	dls    []ingest.DeadLetter
 	alerts []*detector.Alert
 	// marks are the records this batch completes once stored: its dead
@@ -358,8 +382,11 @@ const unseenGrace = 10 * time.Second
 // evaluate decodes a batch, queues its events in the reorderer and runs the
 // events it releases through the detector. A nil batch only releases.
 func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evaluatedBatch {
+	if len(p.cfg.Routes) > 0 {
+		return p.route(ctx, batch)
+	}
 	if rs := p.pending.Swap(nil); rs != nil {
-		p.det.Replace(*rs)
+		p.replaceRules(*rs)
 	}
 	began := time.Now()
 	eb := &evaluatedBatch{batch: batch, events: make([]event.Event, 0, len(batch)),
@@ -370,13 +397,32 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 	if len(batch) > 0 && p.firstLive.IsZero() {
 		p.firstLive = began
 	}
+	if p.cfg.Keyed != nil && !p.known && len(batch) > 0 {
+		p.refreshPositions(ctx) // the input partitions, before the first shard
+	}
 	for _, m := range batch {
-		q := p.order.queue(m.Source, m.Topic, int32(m.Partition))
-		if m.Offset <= q.accepted {
-			// Fetched again after a rebalance or a reconnect: it was
-			// stored (or is being) and evaluated (or waits to be) already.
-			// Evaluating it again would count it twice; it completes now,
-			// or when the reorderer releases it.
+		s, o := p.single, storage.Origin{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset}
+		if p.cfg.Keyed != nil {
+			s = p.shardOf(ctx, m)
+			if m.Offset <= s.accepted {
+				// Fetched again after a rebalance or a reconnect.
+				if !s.order.holds(m.Offset) {
+					eb.marks = append(eb.marks, m.Ref())
+				}
+				continue
+			}
+			s.accepted = m.Offset
+			if m.OriginTopic != "" {
+				o = storage.Origin{Topic: m.OriginTopic, Partition: int32(m.OriginPartition), Offset: m.OriginOffset}
+			}
+		}
+		q := s.order.queue(m.Source, o.Topic, o.Partition)
+		if o.Offset <= q.accepted {
+			// Fetched again after a rebalance or a reconnect (or, keyed,
+			// routed twice by a router that stopped before committing):
+			// it was stored (or is being) and evaluated (or waits to be)
+			// already. Evaluating it again would count it twice; it
+			// completes now, or when the reorderer releases it.
 			if !q.holds(m.Offset) {
 				eb.marks = append(eb.marks, m.Ref())
 			}
@@ -388,33 +434,55 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 			err = errors.New(futureReason(e.TS, p.cfg.MaxFuture))
 		}
 		if err != nil {
-			q.accepted = m.Offset
+			q.accepted = o.Offset
 			eb.dls = append(eb.dls, ingest.DeadLetter{Msg: m, Reason: err.Error()})
 			eb.marks = append(eb.marks, m.Ref())
 			continue
 		}
 		// Kafka gives each message its own buffer, but the decoder's
 		// scratch space is shared: own the strings before the next decode.
-		o := storage.Origin{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset}
 		eb.events = append(eb.events, e.Clone()) // within capacity: pointers stay valid
 		origins = append(origins, o)
-		p.order.push(q, item{ev: &eb.events[len(eb.events)-1], origin: o, arrived: unixNano(m.Time)})
+		at := e.TS
+		if m.MergeTS != 0 {
+			at = m.MergeTS
+		}
+		s.order.push(q, item{ev: &eb.events[len(eb.events)-1], origin: o, kafka: m.Offset, at: at, arrived: unixNano(m.Time)})
 	}
-	if (!p.known || p.order.waiting()) && time.Since(p.positionsAt) >= positionsEvery {
+	if (!p.known || p.waiting()) && time.Since(p.positionsAt) >= positionsEvery {
 		p.refreshPositions(ctx)
 	}
 	// Until the broker has named every partition, one that has not
-	// delivered yet could hold earlier events.
-	if p.known || p.graceOver() {
-		eb.marks, eb.arrived = p.releaseTo(eb.marks, func(a *detector.Alert) { eb.alerts = append(eb.alerts, a) })
+	// delivered yet could hold earlier events. Keyed detection knows its
+	// input partitions from the first positions answer.
+	if p.known || (p.cfg.Keyed == nil && p.graceOver()) {
+		emit := func(a *detector.Alert) { eb.alerts = append(eb.alerts, a) }
+		for _, s := range p.allShards() {
+			var arrived int64
+			eb.marks, arrived = p.releaseTo(s, eb.marks, emit)
+			if arrived > 0 && (eb.arrived == 0 || arrived < eb.arrived) {
+				eb.arrived = arrived
+			}
+		}
 	}
+	eb.marks = append(eb.marks, p.abandoned...)
+	p.abandoned = p.abandoned[:0]
 	if len(batch) == 0 && len(eb.marks) == 0 {
 		return eb // a tick that released nothing: no evaluation to count
 	}
-	eb.recs = make([]storage.Record, len(eb.events))
-	for i := range eb.events {
-		eb.recs[i] = storage.Record{Event: &eb.events[i], Origin: origins[i]}
+	if p.cfg.Keyed == nil {
+		// Keyed detection reads records the router stored.
+		eb.recs = make([]storage.Record, len(eb.events))
+		for i := range eb.events {
+			eb.recs[i] = storage.Record{Event: &eb.events[i], Origin: origins[i]}
+		}
 	}
+	p.count(eb, began)
+	return eb
+}
+
+// count updates the metrics of an evaluated batch.
+func (p *Pipeline) count(eb *evaluatedBatch, began time.Time) {
 	m := p.cfg.Metrics
 	for _, d := range eb.dls {
 		m.Invalid.WithLabelValues(d.Msg.Source.String(), metrics.ReasonCode(d.Reason)).Inc()
@@ -426,24 +494,23 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 			m.Alerts.WithLabelValues(a.Rule.ID, a.Severity.Name()).Inc()
 		}
 	}
-	stats := p.det.Stats()
+	stats := p.detectorStats()
 	p.ruleStats.Store(&stats)
 	m.EvalDuration.Observe(time.Since(began).Seconds())
-	return eb
 }
 
 // releaseTo runs the events the reorderer releases through the detector,
 // passing their alerts to emit, and appends the live ones to marks. Events
 // rebuilt from ClickHouse are evaluated for their state only: their alerts
 // were stored before the restart.
-func (p *Pipeline) releaseTo(marks []ingest.Message, emit func(*detector.Alert)) (_ []ingest.Message, arrived int64) {
-	forced := p.order.forced
-	p.released = p.order.release(p.released[:0])
-	if n := p.order.forced - forced; n > 0 {
+func (p *Pipeline) releaseTo(s *shard, marks []ingest.Message, emit func(*detector.Alert)) (_ []ingest.Message, arrived int64) {
+	forced := s.order.forced
+	p.released = s.order.release(p.released[:0])
+	if n := s.order.forced - forced; n > 0 {
 		p.cfg.Metrics.ReorderForced.Add(float64(n))
 		p.Stats.ReorderForced.Add(n)
 	}
-	p.cfg.Metrics.ReorderWaiting.Set(float64(p.order.size))
+	p.cfg.Metrics.ReorderWaiting.Set(float64(p.waitingEvents()))
 	drop := func(*detector.Alert) {}
 	var perSource [3]int
 	for i := 0; i < len(p.released); {
@@ -454,8 +521,7 @@ func (p *Pipeline) releaseTo(marks []ingest.Message, emit func(*detector.Alert))
 			it := &p.released[j]
 			p.runEvents = append(p.runEvents, *it.ev)
 			if !rebuilt {
-				marks = append(marks, ingest.Message{Source: it.ev.Source, Topic: it.origin.Topic,
-					Partition: int(it.origin.Partition), Offset: it.origin.Offset}) // a Ref
+				marks = append(marks, s.ref(it))
 				if s := it.ev.Source; int(s) < len(perSource) {
 					perSource[s]++
 				}
@@ -465,9 +531,9 @@ func (p *Pipeline) releaseTo(marks []ingest.Message, emit func(*detector.Alert))
 			}
 		}
 		if rebuilt {
-			p.det.ProcessBatch(p.runEvents, drop)
+			s.det.ProcessBatch(p.runEvents, drop)
 		} else {
-			p.det.ProcessBatch(p.runEvents, emit)
+			s.det.ProcessBatch(p.runEvents, emit)
 		}
 		i = j
 	}
@@ -500,6 +566,10 @@ func (p *Pipeline) graceOver() bool {
 // correctness.
 func (p *Pipeline) refreshPositions(ctx context.Context) {
 	p.positionsAt = time.Now()
+	if p.cfg.Keyed != nil {
+		p.refreshKeyed(ctx)
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	ps, err := p.src.Positions(ctx)
@@ -512,7 +582,7 @@ func (p *Pipeline) refreshPositions(ctx context.Context) {
 	for _, pos := range ps {
 		// A partition whose records are all queued is caught up too: once
 		// its queue empties it holds nothing back (until it gets more).
-		q := p.order.queue(pos.Source, pos.Topic, int32(pos.Partition))
+		q := p.single.order.queue(pos.Source, pos.Topic, int32(pos.Partition))
 		// Records below the committed offset are not read again, and a
 		// partition's last records may have been dead letters.
 		next := max(pos.Start, q.accepted+1)
@@ -531,6 +601,11 @@ func (p *Pipeline) persist(ctx context.Context, eb *evaluatedBatch) error {
 	dls := append(eb.dls, bad...)
 	if len(dls) > 0 {
 		if err := p.storeDeadLetters(ctx, dls); err != nil {
+			return err
+		}
+	}
+	if len(eb.routed) > 0 {
+		if err := p.retryAll(ctx, "repartition topics", func() error { return p.cfg.Router.Write(ctx, eb.routed) }); err != nil {
 			return err
 		}
 	}
@@ -647,6 +722,20 @@ func (p *Pipeline) retry(ctx context.Context, what string, f func() error) error
 			return fmt.Errorf("storing %s: %w", what, err)
 		}
 		p.Stats.InsertRetries.Add(1)
+		if werr := p.wait(ctx, attempt, what, err); werr != nil {
+			return werr
+		}
+	}
+}
+
+// retryAll runs f until it succeeds or ctx ends: Kafka errors are all
+// worth retrying, kafka-go having retried the transient ones already.
+func (p *Pipeline) retryAll(ctx context.Context, what string, f func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := f()
+		if err == nil {
+			return nil
+		}
 		if werr := p.wait(ctx, attempt, what, err); werr != nil {
 			return werr
 		}

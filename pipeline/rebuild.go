@@ -32,12 +32,12 @@ func (p *Pipeline) Rebuild(ctx context.Context, h History, committed map[string]
 	return h.Replay(ctx, committed, lookback, func(events []event.Event, origins []storage.Origin) {
 		events = slices.Clone(events) // Replay reuses its slice; the reorderer may keep these
 		for i := range events {
-			q := p.order.queue(events[i].Source, origins[i].Topic, origins[i].Partition)
-			p.order.push(q, item{ev: &events[i], origin: origins[i], rebuilt: true})
+			q := p.single.order.queue(events[i].Source, origins[i].Topic, origins[i].Partition)
+			p.single.order.push(q, item{ev: &events[i], origin: origins[i], kafka: origins[i].Offset, at: events[i].TS, rebuilt: true})
 		}
-		if p.order.waiting() && time.Since(p.positionsAt) >= positionsEvery {
+		if p.single.order.waiting() && time.Since(p.positionsAt) >= positionsEvery {
 			p.refreshPositions(ctx)
 		}
-		_, _ = p.releaseTo(nil, drop)
+		_, _ = p.releaseTo(p.single, nil, drop)
 	})
 }

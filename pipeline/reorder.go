@@ -12,8 +12,17 @@ import (
 // item is one decoded event waiting in the reorderer. The event itself
 // stays in its batch's slice, so items are small to move.
 type item struct {
-	ev     *event.Event
+	ev *event.Event
+	// origin is where the event was first read: its partition's queue and
+	// offset order. kafka is the offset of the record to mark once the
+	// event is evaluated: the origin's, or the repartition topic's in keyed
+	// detection.
 	origin storage.Origin
+	kafka  int64
+	// at is the event's place in the merge: its time, or in keyed
+	// detection the newest event time of its input partition up to it
+	// (see Keyed), which orders it as the merge of whole partitions would.
+	at int64
 	// rebuilt marks an event replayed from ClickHouse at start: it was
 	// evaluated before the restart and its alerts were stored then.
 	rebuilt bool
@@ -45,7 +54,7 @@ type partQueue struct {
 	key   partKey
 	items []item // items[head:] wait
 	head  int
-	// last is the newest event time pushed: the partition's next event is
+	// last is the newest merge time pushed: the partition's next event is
 	// at least last - slack; valid once seen.
 	last int64
 	seen bool
@@ -74,14 +83,15 @@ func (q *partQueue) pop() item {
 	return it
 }
 
-// holds reports whether the event at offset off is still waiting here.
+// holds reports whether the record at Kafka offset off is still waiting
+// here.
 func (q *partQueue) holds(off int64) bool {
 	live := q.items[q.head:]
 	_, ok := slices.BinarySearchFunc(live, off, func(it item, off int64) int {
 		switch {
-		case it.origin.Offset < off:
+		case it.kafka < off:
 			return -1
-		case it.origin.Offset > off:
+		case it.kafka > off:
 			return 1
 		}
 		return 0
@@ -148,8 +158,8 @@ func (r *reorderer) queue(src event.Source, topic string, partition int32) *part
 // push appends an event to its partition's queue.
 func (r *reorderer) push(q *partQueue, it item) {
 	q.items = append(q.items, it)
-	if !q.seen || it.ev.TS > q.last {
-		q.last = it.ev.TS
+	if !q.seen || it.at > q.last {
+		q.last = it.at
 	}
 	q.seen, q.caughtUp = true, false
 	q.accepted = max(q.accepted, it.origin.Offset)
@@ -165,11 +175,11 @@ func (r *reorderer) release(out []item) []item {
 			if q.empty() {
 				continue
 			}
-			if best == nil || q.items[q.head].ev.TS < best.items[best.head].ev.TS {
+			if best == nil || q.items[q.head].at < best.items[best.head].at {
 				best = q // queues are sorted by key, so ties keep the first
 			}
 		}
-		ts := best.items[best.head].ev.TS
+		ts := best.items[best.head].at
 		if r.size <= r.max && r.blocked(ts, best.key) {
 			return out
 		}
@@ -189,6 +199,25 @@ func (r *reorderer) blocked(ts int64, k partKey) bool {
 		}
 	}
 	return false
+}
+
+// holds reports whether the record at Kafka offset off waits in any queue
+// (keyed detection: all queues hold records of one repartition partition).
+func (r *reorderer) holds(off int64) bool {
+	for _, q := range r.queues {
+		if q.holds(off) {
+			return true
+		}
+	}
+	return false
+}
+
+// setCaughtUp marks every queue caught up (or not), so that queued events
+// wait only on each other.
+func (r *reorderer) setCaughtUp(v bool) {
+	for _, q := range r.queues {
+		q.caughtUp = v
+	}
 }
 
 // waiting reports whether events wait on a partition that has none queued:

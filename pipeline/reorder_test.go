@@ -12,7 +12,7 @@ import (
 
 // ev is an event of partition p of topic "t<src>" at time ts, offset off.
 func ev(src event.Source, p int32, off, ts int64) item {
-	return item{ev: &event.Event{Source: src, TS: ts}, origin: storage.Origin{Topic: "t" + src.String(), Partition: p, Offset: off}}
+	return item{ev: &event.Event{Source: src, TS: ts}, origin: storage.Origin{Topic: "t" + src.String(), Partition: p, Offset: off}, kafka: off, at: ts}
 }
 
 func (r *reorderer) pushAll(its ...item) {

@@ -63,7 +63,11 @@ type Config struct {
 	// CatchUp is how far back stored alerts without an incident are
 	// triaged at start (default 24h).
 	CatchUp time.Duration
-	Logger  *slog.Logger
+	// PollInterval, when set, repeats the catch-up that often: the alerts
+	// come from the alerts table rather than Enqueue. That is how the one
+	// responder of several keyed replicas sees the alerts of all of them.
+	PollInterval time.Duration
+	Logger       *slog.Logger
 	// Metrics counts incidents, actions, guard skips and drift; nil keeps
 	// them unregistered.
 	Metrics *metrics.Metrics
@@ -306,16 +310,28 @@ func (r *Responder) Run(ctx context.Context) error {
 	defer reconcile.Stop()
 	control := time.NewTicker(r.cfg.ControlInterval)
 	defer control.Stop()
+	var poll <-chan time.Time
+	if r.cfg.PollInterval > 0 {
+		t := time.NewTicker(r.cfg.PollInterval)
+		defer t.Stop()
+		poll = t.C
+	}
 	lastRefresh := time.Now()
+	polled := false
 	for {
 		if r.catchUp.Swap(false) {
-			r.runCatchUp(ctx)
+			r.runCatchUp(ctx, true)
+		} else if polled {
+			r.runCatchUp(ctx, false)
 		}
+		polled = false
 		select {
 		case <-ctx.Done():
 			return nil
 		case a := <-r.queue:
 			r.handle(ctx, a)
+		case <-poll:
+			polled = true
 		case <-expiry.C:
 			r.expire(ctx)
 		case <-reconcile.C:
@@ -408,8 +424,9 @@ func (r *Responder) refreshInForce(ctx context.Context) error {
 	return nil
 }
 
-// runCatchUp triages stored alerts that no incident holds.
-func (r *Responder) runCatchUp(ctx context.Context) {
+// runCatchUp triages stored alerts that no incident holds, then (with
+// replan) plans incidents a stop left without actions.
+func (r *Responder) runCatchUp(ctx context.Context, replan bool) {
 	pending, err := r.store.PendingAlerts(ctx, r.cfg.Now().Add(-r.cfg.CatchUp))
 	if err != nil {
 		r.log.Warn("catch-up of stored alerts failed; retrying later", "err", err)
@@ -427,10 +444,12 @@ func (r *Responder) runCatchUp(ctx context.Context) {
 		r.handle(ctx, a) // skips rules that are now in shadow mode
 		n++
 	}
-	if n > 0 {
+	if n > 0 && replan {
 		r.log.Info("triaged stored alerts that had no incident", "alerts", n)
 	}
-	r.replan(ctx)
+	if replan {
+		r.replan(ctx)
+	}
 }
 
 // replan plans the actions of incidents a stop left without any: the

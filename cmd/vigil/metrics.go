@@ -16,7 +16,12 @@ import (
 // stateCollector reports, at scrape time, what is read rather than
 // counted: per-rule detector state, consumer lag from the brokers' real end
 // offsets, committed offsets, and the responders' gauges.
-func stateCollector(pl *pipeline.Pipeline, consumer *ingest.Consumer, resp *responders.Responder) *metrics.Func {
+// stateCollector reports gauges read at scrape time. consumers are the
+// daemon's consumer groups: in keyed mode the router's (input topics) and
+// the detectors' (repartition topics); a partition both read is reported
+// for the first. lead returns the responder a keyed replica runs while it
+// is elected, nil otherwise.
+func stateCollector(pl *pipeline.Pipeline, resp *responders.Responder, lead func() *responders.Responder, consumers ...*ingest.Consumer) *metrics.Func {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
@@ -32,6 +37,7 @@ func stateCollector(pl *pipeline.Pipeline, consumer *ingest.Consumer, resp *resp
 		paused    = d("vigil_responders_paused", "1 while the kill switch is on.")
 		blocks    = d("vigil_responders_blocks_active", "Blocks in force.")
 		edge      = d("vigil_responders_edge_items", "Vigil's items at the edge (Cloudflare list or access rules) at the last reconcile.")
+		leader    = d("vigil_responders_leader", "1 while this replica runs the responders (always 1 with one replica and responders enabled).")
 	)
 	b01 := func(b bool) float64 {
 		if b {
@@ -40,29 +46,49 @@ func stateCollector(pl *pipeline.Pipeline, consumer *ingest.Consumer, resp *resp
 		return 0
 	}
 	return &metrics.Func{
-		Descs: []*prometheus.Desc{groups, evictions, late, lag, committed, queue, open, breaker, paused, blocks, edge},
+		Descs: []*prometheus.Desc{groups, evictions, late, lag, committed, queue, open, breaker, paused, blocks, edge, leader},
 		Fn: func(ch chan<- prometheus.Metric) {
 			for _, s := range pl.RuleStats() {
 				ch <- prometheus.MustNewConstMetric(groups, prometheus.GaugeValue, float64(s.Groups), s.Rule)
 				ch <- prometheus.MustNewConstMetric(evictions, prometheus.CounterValue, float64(s.Evictions), s.Rule)
 				ch <- prometheus.MustNewConstMetric(late, prometheus.CounterValue, float64(s.Late), s.Rule)
 			}
-			for topic, parts := range consumer.Committed() {
-				for p, off := range parts {
-					ch <- prometheus.MustNewConstMetric(committed, prometheus.GaugeValue, float64(off), topic, strconv.Itoa(p))
-				}
+			type tp struct {
+				topic string
+				p     int
 			}
+			seenCommitted, seenLag := map[tp]bool{}, map[tp]bool{}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			if l, err := consumer.Lag(ctx); err == nil {
-				for topic, parts := range l {
-					for p, n := range parts {
-						ch <- prometheus.MustNewConstMetric(lag, prometheus.GaugeValue, float64(n), topic, strconv.Itoa(p))
+			for _, consumer := range consumers {
+				for topic, parts := range consumer.Committed() {
+					for p, off := range parts {
+						if k := (tp{topic, p}); !seenCommitted[k] {
+							seenCommitted[k] = true
+							ch <- prometheus.MustNewConstMetric(committed, prometheus.GaugeValue, float64(off), topic, strconv.Itoa(p))
+						}
+					}
+				}
+				if l, err := consumer.Lag(ctx); err == nil {
+					for topic, parts := range l {
+						for p, n := range parts {
+							if k := (tp{topic, p}); !seenLag[k] {
+								seenLag[k] = true
+								ch <- prometheus.MustNewConstMetric(lag, prometheus.GaugeValue, float64(n), topic, strconv.Itoa(p))
+							}
+						}
 					}
 				}
 			}
-			if resp != nil {
-				g := resp.Gauges()
+			r := resp
+			if r == nil && lead != nil {
+				r = lead()
+				ch <- prometheus.MustNewConstMetric(leader, prometheus.GaugeValue, b01(r != nil))
+			} else if r != nil {
+				ch <- prometheus.MustNewConstMetric(leader, prometheus.GaugeValue, 1)
+			}
+			if r != nil {
+				g := r.Gauges()
 				ch <- prometheus.MustNewConstMetric(queue, prometheus.GaugeValue, float64(g.Queue))
 				ch <- prometheus.MustNewConstMetric(open, prometheus.GaugeValue, float64(g.OpenIncidents))
 				ch <- prometheus.MustNewConstMetric(breaker, prometheus.GaugeValue, b01(g.BreakerOpen))

@@ -106,15 +106,13 @@ func openConfigStore(path string) (*config.Config, *storage.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	chTLS, err := tlsConfig(cfg.ClickHouse.TLS)
+	scfg, err := storageConfig(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("clickhouse.tls: %w", err)
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	store, err := storage.Open(ctx, storage.Config{Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
-		Username: cfg.ClickHouse.Username, Password: cfg.ClickHouse.Password.Reveal(), TLS: chTLS,
-		RequestsTTL: cfg.ClickHouse.Retention.Requests.D(), AuditTTL: cfg.ClickHouse.Retention.Audit.D()})
+	store, err := storage.Open(ctx, scfg)
 	return cfg, store, err
 }
 

@@ -86,15 +86,11 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg, version)
-	chTLS, err := tlsConfig(cfg.ClickHouse.TLS)
+	scfg, err := storageConfig(cfg)
 	if err != nil {
-		return fmt.Errorf("clickhouse.tls: %w", err)
+		return err
 	}
-	store, err := openStore(ctx, storage.Config{
-		Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database, Username: cfg.ClickHouse.Username,
-		Password: cfg.ClickHouse.Password.Reveal(), TLS: chTLS,
-		RequestsTTL: cfg.ClickHouse.Retention.Requests.D(), AuditTTL: cfg.ClickHouse.Retention.Audit.D(),
-	}, log)
+	store, err := openStore(ctx, scfg, log)
 	if err != nil {
 		return err
 	}
@@ -118,11 +114,6 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 		SessionTimeout: cfg.Kafka.SessionTimeout.D(), HeartbeatInterval: cfg.Kafka.HeartbeatInterval.D(),
 		RebalanceTimeout: cfg.Kafka.RebalanceTimeout.D(),
 	}
-	consumer, err := ingest.NewConsumer(icfg)
-	if err != nil {
-		return err
-	}
-	defer consumer.Close()
 	var dlq pipeline.DeadLetterSink
 	if cfg.Kafka.DeadLetterTopic != "" {
 		w, err := ingest.NewDeadLetterWriter(icfg)
@@ -133,8 +124,6 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 		dlq = w
 	}
 
-	det := detector.New(set.Rules, detectorConfig(cfg))
-	defer det.Close()
 	// The rules the responders look up; swapped whole on reload.
 	var ruleByID atomic.Pointer[map[string]*rules.Rule]
 	indexRules := func(set *rules.Set) {
@@ -148,7 +137,12 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 
 	// Responders: alerts become incidents in ClickHouse, then actions run
 	// behind the guards. The queue never blocks the data path.
-	var resp *responders.Responder
+	var (
+		resp     *responders.Responder
+		newResp  func() *responders.Responder
+		keyed    = cfg.Scaling.Keyed()
+		respLead atomic.Pointer[responders.Responder] // keyed: this replica's while it leads
+	)
 	if cfg.Responders.Enabled {
 		sys, err := buildSystems(cfg, log)
 		if err != nil {
@@ -165,46 +159,100 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 		}
 		rcfg := respondersConfig(cfg, log)
 		rcfg.Metrics = m
-		resp = responders.New(rcfg, store, sys, func(id string) *rules.Rule { return (*ruleByID.Load())[id] })
-		log.Info("responders ready", "dry_run", cfg.Responders.DryRun, "paused", cfg.Responders.Paused,
+		if keyed {
+			// One replica responds for all, reading their alerts from
+			// ClickHouse: rate caps and the breaker hold for the fleet.
+			rcfg.PollInterval = time.Second
+		}
+		newResp = func() *responders.Responder {
+			return responders.New(rcfg, store, sys, func(id string) *rules.Rule { return (*ruleByID.Load())[id] })
+		}
+		if !keyed {
+			resp = newResp()
+		}
+		log.Info("responders ready", "dry_run", cfg.Responders.DryRun, "paused", cfg.Responders.Paused, "elected", keyed,
 			"notifiers", len(sys.Notifiers), "admin_api", sys.Keys != nil, "isolation", sys.Isolator != nil, "cloudflare", sys.Blocker != nil)
 	}
 	var line []byte
-	pl := pipeline.New(pipeline.Config{
+	onAlert := func(a *detector.Alert) {
+		log.Info("alert", "rule", a.Rule.ID, "severity", a.Severity.Name(), "phi", a.PHI, "value", a.Value, "at", detector.FormatTime(a.At))
+		if printAlerts {
+			line = append(a.AppendJSON(line[:0]), '\n')
+			stdout.Write(line)
+		}
+		if resp != nil && !a.Rule.Shadow {
+			resp.Enqueue(responders.FromDetector(a))
+		}
+	}
+	plCfg := pipeline.Config{
 		BatchSize: cfg.ClickHouse.BatchSize, BatchInterval: cfg.ClickHouse.BatchInterval.D(),
 		MaxBuffered: cfg.ClickHouse.MaxBuffered, ReorderSlack: offIfZero(cfg.Detector.ReorderSlack.D()), Logger: log, Metrics: m,
-		OnAlert: func(a *detector.Alert) {
-			log.Info("alert", "rule", a.Rule.ID, "severity", a.Severity.Name(), "phi", a.PHI, "value", a.Value, "at", detector.FormatTime(a.At))
-			if printAlerts {
-				line = append(a.AppendJSON(line[:0]), '\n')
-				stdout.Write(line)
-			}
-			if resp != nil && !a.Rule.Shadow {
-				resp.Enqueue(responders.FromDetector(a))
-			}
-		},
-	}, consumer, store, dlq, det)
-
-	// Continue where the last run stopped: replay the committed history of
-	// the rules' lookback so windows, baselines and cooldowns are whole.
-	if lb := detector.Lookback(set.Rules, cfg.Detector.Lateness.D(), cfg.Detector.RebuildLookback.D()); lb > 0 {
-		committed, err := consumer.GroupCommitted(ctx)
+		OnAlert: onAlert,
+	}
+	var (
+		pl        *pipeline.Pipeline // the detecting pipeline
+		pls       []*pipeline.Pipeline
+		consumers []*ingest.Consumer
+		elect     func(ctx context.Context) error
+	)
+	if keyed {
+		k, err := startKeyed(ctx, cfg, set, icfg, plCfg, store, dlq, log)
 		if err != nil {
 			return err
 		}
-		began := time.Now()
-		n, err := pl.Rebuild(ctx, store, committed, lb)
-		if err != nil {
-			return fmt.Errorf("rebuilding detection state: %w", err)
+		defer k.close()
+		pl, pls, consumers = k.detect, []*pipeline.Pipeline{k.route, k.detect}, k.consumers
+		if newResp != nil {
+			elect = func(ctx context.Context) error {
+				return ingest.Elect(ctx, icfg, k.electGroup, k.electTopic, func(ctx context.Context) {
+					r := newResp()
+					respLead.Store(r)
+					log.Info("this replica now runs the responders for the fleet")
+					if err := r.Run(ctx); err != nil {
+						log.Error("responders stopped", "err", err)
+					}
+					respLead.Store(nil)
+					log.Info("this replica no longer runs the responders")
+				})
+			}
 		}
-		log.Info("detection state rebuilt from ClickHouse", "events", n, "lookback", lb.String(), "took", time.Since(began).Round(time.Millisecond).String())
+	} else {
+		consumer, err := ingest.NewConsumer(icfg)
+		if err != nil {
+			return err
+		}
+		defer consumer.Close()
+		det := detector.New(set.Rules, detectorConfig(cfg))
+		defer det.Close()
+		pl = pipeline.New(plCfg, consumer, store, dlq, det)
+		pls, consumers = []*pipeline.Pipeline{pl}, []*ingest.Consumer{consumer}
+		// Continue where the last run stopped: replay the committed history of
+		// the rules' lookback so windows, baselines and cooldowns are whole.
+		if lb := detector.Lookback(set.Rules, cfg.Detector.Lateness.D(), cfg.Detector.RebuildLookback.D()); lb > 0 {
+			committed, err := consumer.GroupCommitted(ctx)
+			if err != nil {
+				return err
+			}
+			began := time.Now()
+			n, err := pl.Rebuild(ctx, store, committed, lb)
+			if err != nil {
+				return fmt.Errorf("rebuilding detection state: %w", err)
+			}
+			log.Info("detection state rebuilt from ClickHouse", "events", n, "lookback", lb.String(), "took", time.Since(began).Round(time.Millisecond).String())
+		}
 	}
-	reg.MustRegister(stateCollector(pl, consumer, resp))
+	consumer := consumers[0]
+	reg.MustRegister(stateCollector(pl, resp, respLead.Load, consumers...))
 	rl := &reloader{cfgPath: cfgPath, log: log, m: m, apply: func(newCfg *config.Config, newSet *rules.Set) {
-		pl.Reload(newSet.Rules)
+		for _, p := range pls {
+			p.Reload(newSet.Rules)
+		}
 		indexRules(newSet)
 		if resp != nil {
 			resp.SetSwitches(newCfg.Responders.DryRun, newCfg.Responders.Paused)
+		}
+		if r := respLead.Load(); r != nil {
+			r.SetSwitches(newCfg.Responders.DryRun, newCfg.Responders.Paused)
 		}
 	}}
 	rl.loaded(len(set.Rules))
@@ -254,9 +302,13 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 			}
 		}, func(error) { signal.Stop(hup); close(stop) })
 	}
-	{
+	for _, p := range pls {
 		pctx, pcancel := context.WithCancel(ctx)
-		g.Add(func() error { return pl.Run(pctx) }, func(error) { pcancel() })
+		g.Add(func() error { return p.Run(pctx) }, func(error) { pcancel() })
+	}
+	if elect != nil {
+		ectx, ecancel := context.WithCancel(ctx)
+		g.Add(func() error { return elect(ectx) }, func(error) { ecancel() })
 	}
 	if resp != nil {
 		rctx, rcancel := context.WithCancel(ctx)
@@ -279,6 +331,20 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 	log.Info("vigil stopped", "reorder_forced", pl.Stats.ReorderForced.Load(), "consumed", pl.Stats.Consumed.Load(), "stored", pl.Stats.Stored.Load(),
 		"invalid", pl.Stats.Invalid.Load(), "alerts", pl.Stats.Alerts.Load())
 	return err
+}
+
+// storageConfig is the ClickHouse part of cfg, for the daemon and the CLI.
+func storageConfig(cfg *config.Config) (storage.Config, error) {
+	chTLS, err := tlsConfig(cfg.ClickHouse.TLS)
+	if err != nil {
+		return storage.Config{}, fmt.Errorf("clickhouse.tls: %w", err)
+	}
+	return storage.Config{
+		Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database, Username: cfg.ClickHouse.Username,
+		Password: cfg.ClickHouse.Password.Reveal(), TLS: chTLS,
+		RequestsTTL: cfg.ClickHouse.Retention.Requests.D(), AuditTTL: cfg.ClickHouse.Retention.Audit.D(),
+		Cluster: cfg.ClickHouse.Cluster, Shards: cfg.ClickHouse.Shards,
+	}, nil
 }
 
 // openStore connects to ClickHouse, waiting with backoff while it is not

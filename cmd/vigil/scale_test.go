@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vigil-sec/vigil/devbroker/brokertest"
+	"github.com/vigil-sec/vigil/event"
+	"github.com/vigil-sec/vigil/ingest"
+	"github.com/vigil-sec/vigil/internal/chtest"
+	"github.com/vigil-sec/vigil/internal/itest"
+	"github.com/vigil-sec/vigil/pipeline"
+	"github.com/vigil-sec/vigil/rules"
+	"github.com/vigil-sec/vigil/traffic"
+)
+
+// Three keyed replicas share a stream whose attacks are spread over every
+// input partition; one is killed with SIGKILL mid-stream and a fourth
+// joins. The alerts stored equal `vigil replay --merge` of the input
+// partitions, no alert or incident is stored twice, and every record is
+// stored once (docs/scaling.md).
+func TestKeyedReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs ClickHouse and the dev broker")
+	}
+	start := time.Now()
+	var reqs, auds bytes.Buffer
+	if _, err := traffic.Generate(traffic.Config{Duration: 12 * time.Minute, Rate: 30, Seed: 47,
+		Attacks: traffic.AttackNames(), InvalidPerMille: 5}, &reqs, &auds); err != nil {
+		t.Fatal(err)
+	}
+	s := newStream(reqs.Bytes(), auds.Bytes(), dupEveryForTest())
+	inputs := map[string]int{"requests": 4, "audit": 2}
+	broker := brokertest.Start(t, map[string]int32{"requests": 4, "audit": 2, "dlq": 1})
+	total := uint64(itest.Produce(t, broker.Addr(), "requests", s.reqs)) + uint64(itest.Produce(t, broker.Addr(), "audit", s.auds))
+	addr, db := chtest.NewDatabase(t)
+	t.Cleanup(func() { dropConn(addr, db) })
+	rulesDir, err := filepath.Abs("../../configs/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := rules.LoadFiles(rulesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const partitions = 6
+	repartition := map[string]int{}
+	for _, f := range pipeline.Families(set.Rules, "vigil-", map[event.Source]string{event.Requests: "requests", event.Audit: "audit"}, nil) {
+		repartition[f.Topic] = partitions
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "vigil.yaml")
+	cfg := fmt.Sprintf(`kafka:
+  brokers: [%q]
+  group_id: vigil
+  topics: {requests: requests, audit: audit}
+  dead_letter_topic: dlq
+  session_timeout: 6s
+  heartbeat_interval: 1s
+clickhouse:
+  addr: [%q]
+  database: %s
+  batch_size: 2000
+  batch_interval: 200ms
+  max_buffered_events: 6000
+rules:
+  paths: [%q]
+scaling:
+  mode: keyed
+  partitions: %d
+ops:
+  addr: ""
+log:
+  level: info
+  format: text
+`, broker.Addr(), addr, db, rulesDir, partitions)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var replicas []*daemonProc
+	launch := func() *daemonProc {
+		logDir := dir
+		if d := os.Getenv("VIGIL_TEST_LOGS"); d != "" {
+			logDir = d // kept after the test
+		}
+		logPath := filepath.Join(logDir, fmt.Sprintf("replica-%d.log", len(replicas)+1))
+		t.Cleanup(func() { logTailOnFailure(t, logPath, 30) })
+		d := startDaemon(t, cfgPath, logPath)
+		replicas = append(replicas, d)
+		return d
+	}
+	for range 3 {
+		launch()
+	}
+	patience := 4 * time.Minute
+	if v, err := time.ParseDuration(os.Getenv("VIGIL_PATIENCE")); err == nil {
+		patience = v
+	}
+	stored := func() uint64 {
+		if countQuery(t, addr, db, "SELECT count() FROM system.tables WHERE database = '"+db+"' AND name = 'audit_events'") == 0 {
+			return 0
+		}
+		return countQuery(t, addr, db, "SELECT (SELECT count() FROM "+db+".request_events) + (SELECT count() FROM "+db+".audit_events)")
+	}
+	for stored() < total*2/5 {
+		if time.Since(start) > patience {
+			t.Fatalf("%d of %d records stored after %v", stored(), total, patience)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Mid-stream: one replica dies without a word, another joins.
+	victim := replicas[1]
+	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	victim.cmd.Wait()
+	t.Logf("replica 2 killed after %v with %d of %d records stored", time.Since(start).Round(time.Millisecond), stored(), total)
+	launch()
+
+	// Drained: the routers have read every input record, and the
+	// detectors every routed one.
+	live := []*daemonProc{replicas[0], replicas[2], replicas[3]}
+	drained := time.Now()
+	for {
+		done := true
+		behind := map[string]int64{}
+		for group, topics := range map[string]map[string]int{"vigil-router": inputs, "vigil": repartition} {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			lag, err := groupLag(ctx, broker.Addr(), group, topics)
+			cancel()
+			for k, l := range lag {
+				if l != 0 {
+					behind[k] = l
+				}
+			}
+			done = done && err == nil && len(behind) == 0
+		}
+		if done {
+			break
+		}
+		for _, d := range live {
+			if d.cmd.ProcessState != nil {
+				t.Fatalf("a replica exited:\n%s", d.tail(20))
+			}
+		}
+		if time.Since(drained) > patience {
+			t.Fatalf("not drained %v after the kill: %v", patience, behind)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("drained %v after the kill", time.Since(drained).Round(time.Millisecond))
+	// The elected responder triages every replica's alerts.
+	untriaged := "SELECT count() FROM " + db + ".alerts FINAL WHERE alert_key NOT IN (SELECT arrayJoin(alert_keys) FROM " + db + ".incidents)"
+	for countQuery(t, addr, db, untriaged) != 0 {
+		if time.Since(drained) > patience {
+			t.Fatalf("alerts without an incident %v after draining", time.Since(drained))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, d := range live {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, d := range live {
+		waitErr := make(chan error, 1)
+		go func() { waitErr <- d.cmd.Wait() }()
+		select {
+		case err := <-waitErr:
+			if err != nil {
+				t.Errorf("replica after SIGTERM: %v, want exit status 0", err)
+			}
+		case <-time.After(30 * time.Second):
+			d.cmd.Process.Kill()
+			t.Errorf("a replica did not stop within 30s of SIGTERM")
+		}
+	}
+
+	checkStored(t, addr, db, s)
+	checkRouted(t, broker.Addr(), repartition)
+	got := itest.StoredAlerts(t, addr, db)
+	want := replayMerged(t, rulesDir, itest.DumpPartitions(t, broker.Addr(), "requests", inputs["requests"], dir),
+		itest.DumpPartitions(t, broker.Addr(), "audit", inputs["audit"], dir))
+	missing, extra := compareAlerts(t, got, want, true)
+	if n := countQuery(t, addr, db, "SELECT count() FROM (SELECT k FROM (SELECT arrayJoin(alert_keys) AS k FROM "+db+
+		".incidents FINAL) GROUP BY k HAVING count() > 1)"); n != 0 {
+		t.Errorf("%d alerts are held by more than one incident", n)
+	}
+	if n := countQuery(t, addr, db, "SELECT toUInt64(count() - uniqExact(rule, group_json, window_start)) FROM "+db+".alerts FINAL"); n != 0 {
+		t.Errorf("%d alerts stored twice", n)
+	}
+	var races int
+	for _, d := range replicas {
+		b, _ := os.ReadFile(d.log)
+		races += strings.Count(string(b), "DATA RACE")
+	}
+	if races > 0 {
+		t.Errorf("the replicas reported %d data races", races)
+	}
+	incidents := countQuery(t, addr, db, "SELECT count() FROM "+db+".incidents FINAL")
+	t.Logf("%d records (%d invalid, %d sent twice) over %d input partitions and %d repartition topics of %d partitions; %d alerts (replay %d, %d missing, %d extra), %d incidents; total %v",
+		total, s.invalid, s.dupReq+s.dupAud, inputs["requests"]+inputs["audit"], len(repartition), partitions,
+		len(got), len(want), missing, extra, incidents, time.Since(start).Round(time.Millisecond))
+}
+
+// checkRouted checks the routers' contract: within a repartition
+// partition, each input partition's records (a record routed twice
+// counted once) keep their input order, and their merge times never go
+// back.
+func checkRouted(t *testing.T, addr string, topics map[string]int) {
+	t.Helper()
+	type origin struct {
+		topic     string
+		partition int
+	}
+	for topic, n := range topics {
+		for p := range n {
+			next, at := map[origin]int64{}, map[origin]int64{}
+			records, bad := 0, 0
+			err := ingest.ReadPartition(context.Background(), ingest.Config{Brokers: []string{addr}}, topic, p, 0, -1, func(m ingest.Message) error {
+				records++
+				o := origin{m.OriginTopic, m.OriginPartition}
+				if m.OriginTopic == "" || m.MergeTS == 0 {
+					bad++
+					return nil
+				}
+				if m.OriginOffset < next[o] {
+					return nil // routed again after a rebalance
+				}
+				if m.MergeTS < at[o] {
+					bad++
+				}
+				next[o], at[o] = m.OriginOffset+1, m.MergeTS
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bad > 0 {
+				t.Errorf("%s/%d: %d of %d records out of their input partition's order or without origin", topic, p, bad, records)
+			}
+		}
+	}
+}
