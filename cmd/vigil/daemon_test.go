@@ -49,7 +49,7 @@ type daemonProc struct {
 	log string
 }
 
-func startDaemon(t *testing.T, cfgPath, logPath string) *daemonProc {
+func startDaemon(t testing.TB, cfgPath, logPath string) *daemonProc {
 	t.Helper()
 	args, _ := json.Marshal([]string{"--config", cfgPath})
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)

@@ -57,40 +57,13 @@ func TestKeyedReplicas(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "vigil.yaml")
-	cfg := fmt.Sprintf(`kafka:
-  brokers: [%q]
-  group_id: vigil
-  topics: {requests: requests, audit: audit}
-  dead_letter_topic: dlq
-  session_timeout: 6s
-  heartbeat_interval: 1s
-clickhouse:
-  addr: [%q]
-  database: %s
-  batch_size: 2000
-  batch_interval: 200ms
-  max_buffered_events: 6000
-rules:
-  paths: [%q]
-scaling:
-  mode: keyed
-  partitions: %d
-ops:
-  addr: ""
-log:
-  level: info
-  format: text
-`, broker.Addr(), addr, db, rulesDir, partitions)
+	cfg := replicaConfig(broker.Addr(), addr, db, rulesDir, "keyed", partitions)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var replicas []*daemonProc
 	launch := func() *daemonProc {
-		logDir := dir
-		if d := os.Getenv("VIGIL_TEST_LOGS"); d != "" {
-			logDir = d // kept after the test
-		}
-		logPath := filepath.Join(logDir, fmt.Sprintf("replica-%d.log", len(replicas)+1))
+		logPath := filepath.Join(dir, fmt.Sprintf("replica-%d.log", len(replicas)+1))
 		t.Cleanup(func() { logTailOnFailure(t, logPath, 30) })
 		d := startDaemon(t, cfgPath, logPath)
 		replicas = append(replicas, d)
@@ -99,10 +72,7 @@ log:
 	for range 3 {
 		launch()
 	}
-	patience := 4 * time.Minute
-	if v, err := time.ParseDuration(os.Getenv("VIGIL_PATIENCE")); err == nil {
-		patience = v
-	}
+	const patience = 4 * time.Minute
 	stored := func() uint64 {
 		if countQuery(t, addr, db, "SELECT count() FROM system.tables WHERE database = '"+db+"' AND name = 'audit_events'") == 0 {
 			return 0
@@ -128,21 +98,10 @@ log:
 	// detectors every routed one.
 	live := []*daemonProc{replicas[0], replicas[2], replicas[3]}
 	drained := time.Now()
+	groups := map[string]map[string]int{"vigil-router": inputs, "vigil": repartition}
 	for {
-		done := true
-		behind := map[string]int64{}
-		for group, topics := range map[string]map[string]int{"vigil-router": inputs, "vigil": repartition} {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			lag, err := groupLag(ctx, broker.Addr(), group, topics)
-			cancel()
-			for k, l := range lag {
-				if l != 0 {
-					behind[k] = l
-				}
-			}
-			done = done && err == nil && len(behind) == 0
-		}
-		if done {
+		behind := lagging(broker.Addr(), groups)
+		if len(behind) == 0 {
 			break
 		}
 		for _, d := range live {
@@ -246,4 +205,121 @@ func checkRouted(t *testing.T, addr string, topics map[string]int) {
 			}
 		}
 	}
+}
+
+// replicaConfig is a daemon configuration for the scaling tests: mode
+// single or keyed, short group timings, no ops listener (several run on
+// one host).
+func replicaConfig(broker, chAddr, db, rulesDir, mode string, partitions int) string {
+	return fmt.Sprintf(`kafka:
+  brokers: [%q]
+  group_id: vigil
+  topics: {requests: requests, audit: audit}
+  dead_letter_topic: dlq
+  session_timeout: 6s
+  heartbeat_interval: 1s
+clickhouse:
+  addr: [%q]
+  database: %s
+  batch_size: 2000
+  batch_interval: 200ms
+  max_buffered_events: 6000
+rules:
+  paths: [%q]
+scaling:
+  mode: %s
+  partitions: %d
+ops:
+  addr: ""
+log:
+  level: info
+  format: text
+`, broker, chAddr, db, rulesDir, mode, partitions)
+}
+
+// BenchmarkReplicas measures throughput with 1, 2 and 3 keyed replicas
+// (and one single-mode daemon, the baseline) on one stream: the time from
+// starting the replicas to every record being stored and evaluated
+// (router and detector groups at the end offsets), over the records.
+// docs/scaling.md has the figures and the model for more replicas.
+func BenchmarkReplicas(b *testing.B) {
+	var reqs, auds bytes.Buffer
+	if _, err := traffic.Generate(traffic.Config{Duration: 30 * time.Minute, Rate: 65, Seed: 3, Attacks: traffic.AttackNames()}, &reqs, &auds); err != nil {
+		b.Fatal(err)
+	}
+	rulesDir, err := filepath.Abs("../../configs/rules")
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := rules.LoadFiles(rulesDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const partitions = 6
+	for _, bc := range []struct {
+		mode     string
+		replicas int
+	}{{"single", 1}, {"keyed", 1}, {"keyed", 2}, {"keyed", 3}} {
+		b.Run(fmt.Sprintf("%s-%d", bc.mode, bc.replicas), func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				broker := brokertest.Start(b, map[string]int32{"requests": 6, "audit": 6, "dlq": 1})
+				n := itest.Produce(b, broker.Addr(), "requests", reqs.Bytes()) + itest.Produce(b, broker.Addr(), "audit", auds.Bytes())
+				chAddr, db := chtest.NewDatabase(b)
+				dir := b.TempDir()
+				cfgPath := filepath.Join(dir, "vigil.yaml")
+				if err := os.WriteFile(cfgPath, []byte(replicaConfig(broker.Addr(), chAddr, db, rulesDir, bc.mode, partitions)), 0o644); err != nil {
+					b.Fatal(err)
+				}
+				groups := map[string]map[string]int{"vigil": {"requests": 6, "audit": 6}}
+				if bc.mode == "keyed" {
+					groups = map[string]map[string]int{"vigil-router": {"requests": 6, "audit": 6}, "vigil": {}}
+					for _, f := range pipeline.Families(set.Rules, "vigil-", map[event.Source]string{event.Requests: "requests", event.Audit: "audit"}, nil) {
+						groups["vigil"][f.Topic] = partitions
+					}
+				}
+				b.StartTimer()
+				var ds []*daemonProc
+				for i := range bc.replicas {
+					ds = append(ds, startDaemon(b, cfgPath, filepath.Join(dir, fmt.Sprintf("replica-%d.log", i))))
+				}
+				for len(lagging(broker.Addr(), groups)) > 0 {
+					for _, d := range ds {
+						if d.cmd.ProcessState != nil {
+							b.Fatalf("a replica exited:\n%s", d.tail(20))
+						}
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+				for _, d := range ds {
+					d.cmd.Process.Signal(syscall.SIGTERM)
+					d.cmd.Wait()
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// lagging returns the partitions whose group has not committed their end
+// (group/topic/partition → records behind, -1 when the broker did not
+// answer); empty when every group is drained.
+func lagging(addr string, groups map[string]map[string]int) map[string]int64 {
+	behind := map[string]int64{}
+	for group, topics := range groups {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		lag, err := groupLag(ctx, addr, group, topics)
+		cancel()
+		if err != nil {
+			behind[group] = -1
+		}
+		for k, l := range lag {
+			if l != 0 {
+				behind[group+"/"+k] = l
+			}
+		}
+	}
+	return behind
 }
