@@ -150,7 +150,7 @@ type Scaling struct {
 	Partitions  int                 `yaml:"partitions" doc:"keyed: partitions of each repartition topic, the most replicas that share detection"`
 	Replication int                 `yaml:"replication" doc:"keyed: replication factor of the topics Vigil creates"`
 	TopicPrefix string              `yaml:"topic_prefix" doc:"keyed: repartition topics are named <prefix><source>-<group fields>; empty means <kafka.group_id>-"`
-	Retention   Duration            `yaml:"retention" doc:"keyed: retention of the repartition topics, which a replica reads back to rebuild a gained partition's state; at least the rules' lookback (capped by detector.rebuild_lookback); 0 = that lookback + 1h"`
+	Retention   Duration            `yaml:"retention" doc:"keyed: retention of the repartition topics, which a replica reads back to rebuild a gained partition's state; at least the rules' lookback (capped by detector.rebuild_lookback); 0 = each family's lookback + 1h"`
 	KeyedInputs map[string][]string `yaml:"keyed_inputs" doc:"keyed: input topics already partitioned by a field list, e.g. {requests: [org_id]}; rules grouped by exactly those fields read the input topic itself"`
 }
 

@@ -52,9 +52,14 @@ func startKeyed(ctx context.Context, cfg *config.Config, set *rules.Set, icfg in
 	lookback := func(rs []*rules.Rule) time.Duration {
 		return detector.Lookback(rs, cfg.Detector.Lateness.D(), cfg.Detector.RebuildLookback.D())
 	}
-	retention := sc.Retention.D()
-	if retention == 0 {
-		retention = lookback(set.Rules) + time.Hour
+	// Each family's topic keeps its own rules' lookback: a family of
+	// short windows need not keep a day of events because another holds
+	// a new_value rule.
+	retention := func(rs []*rules.Rule) time.Duration {
+		if d := sc.Retention.D(); d > 0 {
+			return d
+		}
+		return lookback(rs) + time.Hour
 	}
 	k := &keyedReplica{electGroup: cfg.Kafka.GroupID + "-responders", electTopic: prefix + "responders"}
 	specs := map[string]ingest.TopicSpec{k.electTopic: {Partitions: 1, Replication: sc.Replication}}
@@ -63,10 +68,14 @@ func startKeyed(ctx context.Context, cfg *config.Config, set *rules.Set, icfg in
 	routed := false
 	for _, f := range fams {
 		detTopics[f.Topic], byTopic[f.Topic] = f.Source, f
+		if d := sc.Retention.D(); d > 0 && d < lookback(f.Rules) {
+			log.Warn("scaling.retention is shorter than a family's lookback: a gained partition's state will lack the oldest events",
+				"family", f.Topic, "retention", d.String(), "lookback", lookback(f.Rules).String())
+		}
 		if !f.Direct {
 			routed = true
 			specs[f.Topic] = ingest.TopicSpec{Partitions: sc.Partitions, Replication: sc.Replication,
-				Configs: map[string]string{"retention.ms": strconv.FormatInt(retention.Milliseconds(), 10)}}
+				Configs: map[string]string{"retention.ms": strconv.FormatInt(retention(f.Rules).Milliseconds(), 10)}}
 		}
 	}
 	if len(fams) == 0 {
@@ -132,7 +141,7 @@ func startKeyed(ctx context.Context, cfg *config.Config, set *rules.Set, icfg in
 		names = append(names, f.Topic)
 	}
 	log.Info("keyed detection", "families", names, "epoch", time.Unix(0, detCfg.Epoch).UTC().Format(time.RFC3339), "partitions", sc.Partitions, "router_group", routerCfg.GroupID,
-		"retention", retention.String(), "responders_group", k.electGroup)
+		"responders_group", k.electGroup)
 	return k, nil
 }
 
