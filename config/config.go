@@ -32,7 +32,7 @@ type Config struct {
 // Kafka says where the logs come from.
 type Kafka struct {
 	Brokers         []string `yaml:"brokers" doc:"bootstrap brokers, host:port"`
-	GroupID         string   `yaml:"group_id" doc:"consumer group; replicas with the same id share the partitions"`
+	GroupID         string   `yaml:"group_id" doc:"consumer group; keyed replicas with the same id share the work (docs/scaling.md)"`
 	ClientID        string   `yaml:"client_id"`
 	Topics          Topics   `yaml:"topics"`
 	DeadLetterTopic string   `yaml:"dead_letter_topic" doc:"invalid records go here with their reason in headers; empty disables the topic (ClickHouse still keeps them)"`

@@ -36,7 +36,7 @@ SOAK_FUZZTIME=${SOAK_FUZZTIME:-5m}
 SOAK_FUZZMINIMIZE=${SOAK_FUZZMINIMIZE:-100x}
 SOAK_PARALLEL=${SOAK_PARALLEL:-1}
 SOAK_COUNT=${SOAK_COUNT:-3}
-SOAK_RUN=${SOAK_RUN:-Kill9|Survives|Fault|Outage|MidStream|Flaky|Acceptance|Reload|Responds|Restart|Crash}
+SOAK_RUN=${SOAK_RUN:-Kill9|Survives|Fault|Outage|MidStream|Flaky|Acceptance|KeyedReplicas|Reload|Responds|Restart|Crash}
 SOAK_PKGS=${SOAK_PKGS:-./cmd/vigil/ ./pipeline/ ./responders/}
 SOAK_TIMEOUT=${SOAK_TIMEOUT:-60m}
 
