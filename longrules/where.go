@@ -127,7 +127,7 @@ func (t *translator) node(n ast.Node) (sqlExpr, error) {
 	case *ast.NilNode:
 		return sqlExpr{}, unsupported("nil")
 	case *ast.ConditionalNode:
-		return sqlExpr{}, unsupported("conditional %s", n.String())
+		return sqlExpr{}, unsupported("conditional (%s)", n.String())
 	case *ast.ArrayNode:
 		return sqlExpr{}, unsupported("array %s outside in", n.String())
 	case *ast.ChainNode:

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -71,12 +70,7 @@ log:
 	launched := time.Now()
 	d := startDaemon(t, cfgPath, logPath)
 	took := waitCommitted(t, d, broker.Addr(), topics, 10*time.Minute)
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.cmd.Wait(); err != nil {
-		t.Errorf("daemon after SIGTERM: %v, want exit status 0", err)
-	}
+	d.stop(t)
 	checkStored(t, addr, db, s)
 	rows := countQuery(t, addr, db, "SELECT (SELECT count() FROM "+db+".request_events) + (SELECT count() FROM "+db+".audit_events)")
 

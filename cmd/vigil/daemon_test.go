@@ -74,6 +74,28 @@ func startDaemon(t testing.TB, cfgPath, logPath string) *daemonProc {
 	return d
 }
 
+// stop sends SIGTERM and fails t unless the daemon exits with status 0
+// within 30s (it drains in-flight batches first). Safe from any goroutine.
+func (d *daemonProc) stop(t testing.TB) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Error(err)
+		return
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- d.cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			t.Errorf("daemon after SIGTERM: %v, want exit status 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		<-waitErr
+		t.Error("daemon did not stop within 30s of SIGTERM")
+	}
+}
+
 func (d *daemonProc) tail(n int) string {
 	b, _ := os.ReadFile(d.log)
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
@@ -352,20 +374,7 @@ log:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err := d2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- d2.cmd.Wait() }()
-	select {
-	case err := <-waitErr:
-		if err != nil {
-			t.Errorf("daemon after SIGTERM: %v, want exit status 0", err)
-		}
-	case <-time.After(20 * time.Second):
-		d2.cmd.Process.Kill()
-		t.Fatal("daemon did not stop within 20s of SIGTERM")
-	}
+	d2.stop(t)
 
 	// End state.
 	checkStored(t, addr, db, s)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -123,22 +124,11 @@ func TestKeyedReplicas(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	var stopping sync.WaitGroup
 	for _, d := range live {
-		d.cmd.Process.Signal(syscall.SIGTERM)
+		stopping.Go(func() { d.stop(t) })
 	}
-	for _, d := range live {
-		waitErr := make(chan error, 1)
-		go func() { waitErr <- d.cmd.Wait() }()
-		select {
-		case err := <-waitErr:
-			if err != nil {
-				t.Errorf("replica after SIGTERM: %v, want exit status 0", err)
-			}
-		case <-time.After(30 * time.Second):
-			d.cmd.Process.Kill()
-			t.Errorf("a replica did not stop within 30s of SIGTERM")
-		}
-	}
+	stopping.Wait()
 
 	checkStored(t, addr, db, s)
 	checkRouted(t, broker.Addr(), repartition)
@@ -294,8 +284,7 @@ func BenchmarkReplicas(b *testing.B) {
 				b.StopTimer()
 				b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
 				for _, d := range ds {
-					d.cmd.Process.Signal(syscall.SIGTERM)
-					d.cmd.Wait()
+					d.stop(b)
 				}
 				b.StartTimer()
 			}
