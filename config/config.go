@@ -104,7 +104,9 @@ type Detector struct {
 	RebuildLookback Duration `yaml:"rebuild_lookback" doc:"at most this much stored, committed history is replayed at start to rebuild windows, baselines and cooldowns; 0 disables"`
 	DedupWindow     Duration `yaml:"dedup_window" doc:"a record whose request_id / event_id was evaluated less than this much event time before is a duplicate (a producer retry) and is not counted again; 0 disables"`
 	// ReorderSlack is the producers' worst disorder within one partition.
-	ReorderSlack Duration `yaml:"reorder_slack" doc:"how far an event may precede its partition's newest in event time; the merge of partitions waits this long so the detector sees the order vigil replay --merge gives"`
+	LongWindowInterval Duration `yaml:"long_window_interval" doc:"how often rules above memory_window_limit are evaluated in ClickHouse"`
+	MemoryWindowLimit  Duration `yaml:"memory_window_limit" doc:"threshold and anomaly rules whose window (or baseline + window) exceeds this run as scheduled ClickHouse queries instead of in memory (docs/long-window-rules.md); 0 keeps every rule in memory"`
+	ReorderSlack       Duration `yaml:"reorder_slack" doc:"how far an event may precede its partition's newest in event time; the merge of partitions waits this long so the detector sees the order vigil replay --merge gives"`
 }
 
 // Log configures the daemon's own logs.
@@ -135,7 +137,7 @@ func Default() Config {
 			MaxBuffered:   500000,
 			Retention:     Retention{Requests: Duration(90 * 24 * time.Hour), Audit: Duration(365 * 24 * time.Hour)},
 		},
-		Detector: Detector{MaxGroups: 100000, Lateness: Duration(10 * time.Minute), RebuildLookback: Duration(24 * time.Hour),
+		Detector: Detector{MaxGroups: 100000, Lateness: Duration(10 * time.Minute), RebuildLookback: Duration(24 * time.Hour), MemoryWindowLimit: Duration(24 * time.Hour), LongWindowInterval: Duration(time.Minute),
 			ReorderSlack: Duration(pipeline.DefaultReorderSlack), DedupWindow: Duration(detector.DefaultDedupWindow)},
 		Scaling:    Scaling{Mode: "single", Partitions: 12, Replication: 1},
 		Responders: defaultResponders(),
@@ -222,11 +224,14 @@ func (c *Config) validate() []string {
 	if len(c.Rules.Paths) == 0 {
 		bad("rules.paths", "name at least one rule file or directory, e.g. [/etc/vigil/rules]")
 	}
+	if c.Detector.LongWindowInterval < Duration(time.Second) {
+		bad("detector.long_window_interval", "must be at least 1s (default 1m)")
+	}
 	if c.Detector.MaxGroups < 1 {
 		bad("detector.max_groups", "must be at least 1 (default 100000)")
 	}
-	if c.Detector.Lateness < 0 || c.Detector.Shards < 0 || c.Detector.RebuildLookback < 0 || c.Detector.ReorderSlack < 0 || c.Detector.DedupWindow < 0 {
-		bad("detector", "lateness, shards, rebuild_lookback, reorder_slack and dedup_window must not be negative")
+	if c.Detector.Lateness < 0 || c.Detector.Shards < 0 || c.Detector.RebuildLookback < 0 || c.Detector.ReorderSlack < 0 || c.Detector.DedupWindow < 0 || c.Detector.MemoryWindowLimit < 0 {
+		bad("detector", "lateness, shards, rebuild_lookback, reorder_slack, dedup_window and memory_window_limit must not be negative")
 	}
 	switch c.Scaling.Mode {
 	case "single", "keyed":

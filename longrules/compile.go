@@ -31,6 +31,9 @@ type Query struct {
 	// events before the baseline: the baseline has filled for them.
 	prior     string
 	priorArgs []any
+	// samples reads the evidence of the groups that fire.
+	samples     string
+	samplesArgs []any
 }
 
 type groupCol struct {
@@ -51,16 +54,17 @@ const (
 	slotNSValues                  // namespace table: classifications
 )
 
-// groupSlot is a placeholder for the candidate groups' values of group
-// field i, as an array (the anomaly history check).
+// groupSlot is a placeholder for the values of group field i of the groups
+// a follow-up query (samples, anomaly history) is about, as an array.
 type groupSlot int
 
-// SQL aliases; the vigil_ prefix keeps them apart from column names, which
-// an alias would otherwise shadow in WHERE.
-const (
-	aliasClass = "vigil_dc"
-)
+// aliasClass names the event's classification after the namespace lookup.
+// Every alias starts with vigil_: an alias named like a column would shadow
+// the column in WHERE.
+const aliasClass = "vigil_dc"
 
+// ratioArg takes EXPR out of "ratio(EXPR)": Aggregate keeps the compiled
+// predicate, whose tree is private, and the text as written.
 var ratioArg = regexp.MustCompile(`^\s*ratio\s*\((.*)\)\s*$`)
 
 // CompileAll compiles every rule and reports every failure at once.
@@ -243,14 +247,66 @@ func (q *Query) whereClause(s *sqlBuilder) {
 
 var cmpSQL = map[rules.CmpOp]string{rules.GT: ">", rules.GE: ">=", rules.LT: "<", rules.LE: "<=", rules.EQ: "="}
 
-// samplesSQL keeps the ids of the window's earliest events, by (ts, id), in
-// bounded memory per group.
-func (q *Query) samplesSQL(cond string) string {
-	n := strconv.Itoa(detector.MaxSamples)
-	if cond == "" {
-		return "arrayMap(s -> s.2, groupArraySorted(" + n + ")((ts, " + q.idColumn() + ")))"
+// samplesQuery reads the ids of the earliest events of the window, by
+// (ts, id), for the groups that fire. It is a query of its own so that the
+// main query keeps no per-group sample state: a week's window can hold
+// millions of groups, few of which fire.
+func (q *Query) samplesQuery() {
+	var s sqlBuilder
+	s.with(false)
+	s.add("SELECT\n")
+	q.groupSelect(&s)
+	s.add("\tarrayMap(s -> s.2, groupArraySorted("+strconv.Itoa(detector.MaxSamples)+")((ts, "+q.idColumn()+"))) AS vigil_samples\n",
+		"FROM "+q.db+"."+q.table+" FINAL\n",
+		"WHERE ts >= vigil_start AND ts < vigil_end")
+	q.whereClause(&s)
+	q.groupFilter(&s)
+	if len(q.groups) > 0 {
+		var aliases []string
+		for i := range q.groups {
+			aliases = append(aliases, "vigil_g"+strconv.Itoa(i))
+		}
+		s.add("\nGROUP BY " + strings.Join(aliases, ", "))
 	}
-	return "arrayMap(s -> s.2, groupArraySortedIf(" + n + ")((ts, " + q.idColumn() + "), " + cond + "))"
+	q.samples, q.samplesArgs = s.b.String(), s.args
+}
+
+// groupFilter restricts a query to the groups given as one array per group
+// field (groupSlot i); primary key columns among them narrow the read.
+func (q *Query) groupFilter(s *sqlBuilder) {
+	if len(q.groups) == 0 {
+		return
+	}
+	cols := make([]string, len(q.groups))
+	for i, g := range q.groups {
+		cols[i] = g.sql
+	}
+	// Typed arrays: the driver writes [200] for an []int64, which
+	// ClickHouse reads as Array(UInt8) and refuses to compare with Int64.
+	array := func(i int) []any {
+		t := "String"
+		switch q.groups[i].k {
+		case kInt:
+			t = "Int64"
+		case kFloat:
+			t = "Float64"
+		}
+		return []any{"CAST(", groupSlot(i), " AS Array(" + t + "))"}
+	}
+	if len(cols) == 1 {
+		s.add(" AND " + cols[0] + " IN (SELECT arrayJoin(")
+		s.add(array(0)...)
+		s.add("))")
+		return
+	}
+	s.add(" AND (" + strings.Join(cols, ", ") + ") IN (SELECT arrayJoin(arrayZip(")
+	for i := range cols {
+		if i > 0 {
+			s.add(", ")
+		}
+		s.add(array(i)...)
+	}
+	s.add(")))")
 }
 
 // minEvents is the least number of events in the window that may fire: a
@@ -271,8 +327,7 @@ func (q *Query) thresholdSQL(value sqlExpr) {
 	s.add("\tcount() AS vigil_n,\n",
 		"\t", value, " AS vigil_value,\n",
 		"\tmax("+aliasClass+" = 'PHI') AS vigil_phi,\n",
-		"\ttoUnixTimestamp64Nano(max(ts)) AS vigil_at,\n",
-		"\t"+q.samplesSQL("")+" AS vigil_samples\n",
+		"\ttoUnixTimestamp64Nano(max(ts)) AS vigil_at\n",
 		"FROM "+q.db+"."+q.table+" FINAL\n",
 		"WHERE ts >= vigil_start AND ts < vigil_end")
 	q.whereClause(&s)
@@ -284,6 +339,7 @@ func (q *Query) thresholdSQL(value sqlExpr) {
 	s.add(param(r.Threshold.Value, kFloat), "\n")
 	s.add("ORDER BY " + strings.Join(append([]string{"vigil_at"}, groups...), ", "))
 	q.SQL, q.args = s.b.String(), s.args
+	q.samplesQuery()
 }
 
 // anomalySQL: the inner query aggregates each group per step: -1 for the
@@ -306,8 +362,7 @@ func (q *Query) anomalySQL(value sqlExpr) {
 		"\tanyIf(vigil_cn, vigil_step = -1) AS vigil_n,\n",
 		"\tanyIf(vigil_v, vigil_step = -1) AS vigil_value,\n",
 		"\tanyIf(vigil_p, vigil_step = -1) AS vigil_phi,\n",
-		"\tanyIf(vigil_t, vigil_step = -1) AS vigil_at,\n",
-		"\tanyIf(vigil_s, vigil_step = -1) AS vigil_samples\n",
+		"\tanyIf(vigil_t, vigil_step = -1) AS vigil_at\n",
 		"FROM (\n")
 	s.with(true)
 	s.add("SELECT\n")
@@ -317,8 +372,7 @@ func (q *Query) anomalySQL(value sqlExpr) {
 		"\tcount() AS vigil_cn,\n",
 		"\t", value, " AS vigil_v,\n",
 		"\tmax("+aliasClass+" = 'PHI') AS vigil_p,\n",
-		"\ttoUnixTimestamp64Nano(max(ts)) AS vigil_t,\n",
-		"\t"+q.samplesSQL("ts >= vigil_start")+" AS vigil_s\n",
+		"\ttoUnixTimestamp64Nano(max(ts)) AS vigil_t\n",
 		"FROM "+q.db+"."+q.table+" FINAL\n",
 		"WHERE ((ts >= vigil_base_start AND ts < vigil_base_end) OR (ts >= vigil_start AND ts < vigil_end))")
 	q.whereClause(&s)
@@ -331,6 +385,7 @@ func (q *Query) anomalySQL(value sqlExpr) {
 	s.add("ORDER BY " + strings.Join(append([]string{"vigil_at"}, groups...), ", "))
 	q.SQL, q.args = s.b.String(), s.args
 	q.priorSQL()
+	q.samplesQuery()
 }
 
 // priorSQL is the anomaly history check, run only for groups that would
@@ -349,9 +404,7 @@ func (q *Query) priorSQL() {
 		return
 	}
 	s.add("SELECT DISTINCT\n")
-	cols := make([]string, len(q.groups))
 	for i, g := range q.groups {
-		cols[i] = g.sql
 		sep := ",\n"
 		if i == len(q.groups)-1 {
 			sep = "\n"
@@ -360,18 +413,7 @@ func (q *Query) priorSQL() {
 	}
 	s.add("FROM " + q.db + "." + q.table + "\nWHERE ts < vigil_base_start")
 	q.whereClause(&s)
-	if len(cols) == 1 {
-		s.add(" AND "+cols[0]+" IN (SELECT arrayJoin(", groupSlot(0), "))")
-	} else {
-		s.add(" AND (" + strings.Join(cols, ", ") + ") IN (SELECT arrayJoin(arrayZip(")
-		for i := range cols {
-			if i > 0 {
-				s.add(", ")
-			}
-			s.add(groupSlot(i))
-		}
-		s.add(")))")
-	}
+	q.groupFilter(&s)
 	q.prior, q.priorArgs = s.b.String(), s.args
 }
 

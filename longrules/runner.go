@@ -249,35 +249,125 @@ func (rn *Runner) evaluateRule(ctx context.Context, st *ruleState, t int64) (int
 			return 0, err
 		}
 	}
-	emitted := 0
+	type firing struct {
+		c     candidate
+		a     *detector.Alert
+		group string
+	}
+	var fire []firing
 	for _, c := range cands {
 		a := rn.alert(q, w, c)
-		key := groupJSON(a)
-		if last, ok := fl.last[key]; ok && !(c.at > last && c.at-last >= int64(r.Cooldown)) {
+		group := groupJSON(a)
+		if last, ok := fl.last[group]; ok && !(c.at > last && c.at-last >= int64(r.Cooldown)) {
 			continue // in cooldown, or nothing new since it fired
 		}
-		fl.last[key] = c.at
-		rn.cfg.Emit(a)
-		emitted++
+		fire = append(fire, firing{c, a, group})
+	}
+	if len(fire) > 0 {
+		fc := make([]candidate, len(fire))
+		for i, f := range fire {
+			fc[i] = f.c
+		}
+		samples, err := rn.samples(ctx, q, w, fc)
+		if err != nil {
+			return 0, err // nothing recorded: the next evaluation fires them
+		}
+		for _, f := range fire {
+			f.a.SampleIDs = samples[f.c.key()]
+			if f.a.SampleIDs == nil {
+				f.a.SampleIDs = []string{}
+			}
+			fl.last[f.group] = f.c.at
+			rn.cfg.Emit(f.a)
+		}
 	}
 	fl.prune(t-hold(r), rn.cfg.MaxFired)
-	return emitted, nil
+	return len(fire), nil
 }
 
 // candidate is a group whose window value passed the query's filter.
 type candidate struct {
-	raw     []any    // group values as scanned (string, int64, float64)
-	values  []string // as alerts show them
-	n       uint64
-	value   float64
-	phi     bool
-	at      int64
-	samples []string
-	// Anomaly rules: the baseline's sums and whether its first step had
-	// events.
+	groupRow
+	n     uint64
+	value float64
+	phi   bool
+	at    int64
+	// Anomaly rules: the baseline's sums, whether its first step had
+	// events, and the bound they give.
 	sum, sq float64
 	filled  bool
 	bound   float64
+}
+
+// groupRow is a group's values as scanned (string, int64, float64) and as
+// alerts show them.
+type groupRow struct {
+	raw    []any
+	values []string
+}
+
+func (g groupRow) key() string { return strings.Join(g.values, "\x1f") }
+
+// groupDest returns scan destinations for q's group columns.
+func groupDest(q *Query) []any {
+	dest := make([]any, len(q.groups))
+	for i, g := range q.groups {
+		switch g.k {
+		case kInt:
+			dest[i] = new(int64)
+		case kFloat:
+			dest[i] = new(float64)
+		default:
+			dest[i] = new(string)
+		}
+	}
+	return dest
+}
+
+// readGroup turns scanned group columns into a groupRow, numbers in the
+// detector's text forms.
+func readGroup(dest []any) groupRow {
+	g := groupRow{raw: make([]any, len(dest)), values: make([]string, len(dest))}
+	for i, d := range dest {
+		switch v := d.(type) {
+		case *int64:
+			g.raw[i], g.values[i] = *v, strconv.FormatInt(*v, 10)
+		case *float64:
+			g.raw[i], g.values[i] = *v, strconv.FormatFloat(*v, 'f', -1, 64)
+		case *string:
+			g.raw[i], g.values[i] = *v, *v
+		}
+	}
+	return g
+}
+
+// groupArrays returns the values of the groups, one typed array per group
+// field, for groupFilter's placeholders.
+func groupArrays(q *Query, gs []candidate) []any {
+	out := make([]any, len(q.groups))
+	for i, g := range q.groups {
+		switch g.k {
+		case kInt:
+			vs := make([]int64, len(gs))
+			for j, c := range gs {
+				vs[j] = c.raw[i].(int64)
+			}
+			out[i] = vs
+		case kFloat:
+			vs := make([]float64, len(gs))
+			for j, c := range gs {
+				vs[j] = c.raw[i].(float64)
+			}
+			out[i] = vs
+		default:
+			vs := make([]string, len(gs))
+			for j, c := range gs {
+				vs[j] = c.raw[i].(string)
+			}
+			out[i] = vs
+		}
+	}
+	return out
 }
 
 func (rn *Runner) candidates(ctx context.Context, q *Query, w window) ([]candidate, error) {
@@ -289,42 +379,17 @@ func (rn *Runner) candidates(ctx context.Context, q *Query, w window) ([]candida
 	var out []candidate
 	for rows.Next() {
 		var c candidate
-		dest := make([]any, 0, len(q.groups)+8)
-		for _, g := range q.groups {
-			switch g.k {
-			case kInt:
-				dest = append(dest, new(int64))
-			case kFloat:
-				dest = append(dest, new(float64))
-			default:
-				dest = append(dest, new(string))
-			}
-		}
 		var phi, filled uint8
+		dest := groupDest(q)
 		if q.Rule.Kind == rules.Anomaly {
 			dest = append(dest, &c.sum, &c.sq, &filled)
 		}
-		dest = append(dest, &c.n, &c.value, &phi, &c.at, &c.samples)
+		dest = append(dest, &c.n, &c.value, &phi, &c.at)
 		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
+		c.groupRow = readGroup(dest[:len(q.groups)])
 		c.phi, c.filled = phi != 0, filled != 0
-		for i := range q.groups {
-			switch v := dest[i].(type) {
-			case *int64:
-				c.raw = append(c.raw, *v)
-				c.values = append(c.values, strconv.FormatInt(*v, 10))
-			case *float64:
-				c.raw = append(c.raw, *v)
-				c.values = append(c.values, strconv.FormatFloat(*v, 'f', -1, 64))
-			case *string:
-				c.raw = append(c.raw, *v)
-				c.values = append(c.values, *v)
-			}
-		}
-		if c.samples == nil {
-			c.samples = []string{}
-		}
 		out = append(out, c)
 	}
 	return out, rows.Err()
@@ -359,78 +424,52 @@ func (rn *Runner) anomalies(ctx context.Context, q *Query, w window, cands []can
 	}
 	kept := cands[:0]
 	for _, c := range cands {
-		if c.value >= spec.Min && c.value > c.bound && (c.filled || seen[strings.Join(c.values, "\x1f")]) {
+		if c.value >= spec.Min && c.value > c.bound && (c.filled || seen[c.key()]) {
 			kept = append(kept, c)
 		}
 	}
 	return kept, nil
 }
 
-// withHistory returns which of cands (by their joined values) have
-// matching events before the baseline.
+// withHistory returns which of cands (by key) have matching events before
+// the baseline.
 func (rn *Runner) withHistory(ctx context.Context, q *Query, w window, cands []candidate) (map[string]bool, error) {
-	groups := make([]any, len(q.groups))
-	for i, g := range q.groups {
-		switch g.k {
-		case kInt:
-			vs := make([]int64, len(cands))
-			for j, c := range cands {
-				vs[j] = c.raw[i].(int64)
-			}
-			groups[i] = vs
-		case kFloat:
-			vs := make([]float64, len(cands))
-			for j, c := range cands {
-				vs[j] = c.raw[i].(float64)
-			}
-			groups[i] = vs
-		default:
-			vs := make([]string, len(cands))
-			for j, c := range cands {
-				vs[j] = c.raw[i].(string)
-			}
-			groups[i] = vs
-		}
-	}
-	rows, err := rn.cfg.Store.Query(ctx, q.prior, bind(q.priorArgs, w, rn.cfg.Namespaces, groups)...)
+	rows, err := rn.cfg.Store.Query(ctx, q.prior, bind(q.priorArgs, w, rn.cfg.Namespaces, groupArrays(q, cands))...)
 	if err != nil {
 		return nil, fmt.Errorf("baseline history: %w", err)
 	}
 	defer rows.Close()
 	seen := map[string]bool{}
 	for rows.Next() {
-		if len(q.groups) == 0 {
-			seen[""] = true
-			continue
-		}
-		dest := make([]any, len(q.groups))
-		for i, g := range q.groups {
-			switch g.k {
-			case kInt:
-				dest[i] = new(int64)
-			case kFloat:
-				dest[i] = new(float64)
-			default:
-				dest[i] = new(string)
-			}
+		dest := groupDest(q)
+		if len(dest) == 0 {
+			dest = []any{new(uint8)} // SELECT 1
 		}
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("baseline history: %w", err)
 		}
-		vals := make([]string, len(dest))
-		for i, d := range dest {
-			switch v := d.(type) {
-			case *int64:
-				vals[i] = strconv.FormatInt(*v, 10)
-			case *float64:
-				vals[i] = strconv.FormatFloat(*v, 'f', -1, 64)
-			case *string:
-				vals[i] = *v
-			}
-		}
-		seen[strings.Join(vals, "\x1f")] = true
+		seen[readGroup(dest[:len(q.groups)]).key()] = true
 	}
 	return seen, rows.Err()
+}
+
+// samples returns the sample ids of the groups that fire, by key.
+func (rn *Runner) samples(ctx context.Context, q *Query, w window, fire []candidate) (map[string][]string, error) {
+	rows, err := rn.cfg.Store.Query(ctx, q.samples, bind(q.samplesArgs, w, rn.cfg.Namespaces, groupArrays(q, fire))...)
+	if err != nil {
+		return nil, fmt.Errorf("samples: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string][]string, len(fire))
+	for rows.Next() {
+		var ids []string
+		dest := append(groupDest(q), &ids)
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("samples: %w", err)
+		}
+		out[readGroup(dest[:len(q.groups)]).key()] = ids
+	}
+	return out, rows.Err()
 }
 
 // alert builds the alert of a candidate as the detector's newAlert and
@@ -438,7 +477,7 @@ func (rn *Runner) withHistory(ctx context.Context, q *Query, w window, cands []c
 func (rn *Runner) alert(q *Query, w window, c candidate) *detector.Alert {
 	r := q.Rule
 	a := &detector.Alert{Rule: r, Severity: r.Severity, At: c.at, PHI: c.phi,
-		Value: c.value, Threshold: r.Threshold.Text, WindowStart: w.start, WindowEnd: w.end, SampleIDs: c.samples}
+		Value: c.value, Threshold: r.Threshold.Text, WindowStart: w.start, WindowEnd: w.end}
 	if c.phi && r.PHIEscalation {
 		a.Severity = a.Severity.Escalate()
 	}

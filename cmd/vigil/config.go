@@ -21,6 +21,10 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		var set *rules.Set
 		if set, err = rules.LoadFiles(cfg.Rules.Paths...); err == nil {
+			if err := checkLongRules(cfg, set); err != nil {
+				fmt.Fprintln(stdout, err)
+				return 1
+			}
 			// The responders' clients validate what only they understand
 			// (admin API templates, Cloudflare ids), without connecting.
 			if _, err := buildSystems(cfg, slog.New(slog.DiscardHandler)); err != nil {

@@ -25,6 +25,9 @@ type reloader struct {
 	log     *slog.Logger
 	m       *metrics.Metrics
 	apply   func(cfg *config.Config, set *rules.Set)
+	// check, when set, validates what loaded before apply (what the loaders
+	// cannot know, e.g. whether long-window rules compile to SQL).
+	check func(cfg *config.Config, set *rules.Set) error
 
 	mu   sync.Mutex
 	last [32]byte // content hash of the config and rule files last tried
@@ -39,6 +42,9 @@ func (r *reloader) Reload(ctx context.Context) error {
 	var set *rules.Set
 	if err == nil {
 		set, err = rules.LoadFiles(cfg.Rules.Paths...)
+	}
+	if err == nil && r.check != nil {
+		err = r.check(cfg, set)
 	}
 	if err != nil {
 		r.m.Reloads.WithLabelValues("failure").Inc()

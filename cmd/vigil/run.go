@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/vigil-sec/vigil/detector"
 	"github.com/vigil-sec/vigil/event"
 	"github.com/vigil-sec/vigil/ingest"
+	"github.com/vigil-sec/vigil/longrules"
 	"github.com/vigil-sec/vigil/metrics"
 	"github.com/vigil-sec/vigil/opshttp"
 	"github.com/vigil-sec/vigil/pipeline"
@@ -82,6 +84,9 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	if err := checkLongRules(cfg, set); err != nil {
+		return err
+	}
 	log.Info("vigil starting", "version", version, "rules", len(set.Rules), "clickhouse", cfg.ClickHouse.Addr, "brokers", cfg.Kafka.Brokers)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -142,7 +147,12 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 		newResp  func() *responders.Responder
 		keyed    = cfg.Scaling.Keyed()
 		respLead atomic.Pointer[responders.Responder] // keyed: this replica's while it leads
+		// The dry-run and pause switches as last reloaded, for responders
+		// a later leadership term creates.
+		dryRun, paused atomic.Bool
 	)
+	dryRun.Store(cfg.Responders.DryRun)
+	paused.Store(cfg.Responders.Paused)
 	if cfg.Responders.Enabled {
 		sys, err := buildSystems(cfg, log)
 		if err != nil {
@@ -165,7 +175,9 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 			rcfg.PollInterval = time.Second
 		}
 		newResp = func() *responders.Responder {
-			return responders.New(rcfg, store, sys, func(id string) *rules.Rule { return (*ruleByID.Load())[id] })
+			r := responders.New(rcfg, store, sys, func(id string) *rules.Rule { return (*ruleByID.Load())[id] })
+			r.SetSwitches(dryRun.Load(), paused.Load())
+			return r
 		}
 		if !keyed {
 			resp = newResp()
@@ -173,8 +185,17 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 		log.Info("responders ready", "dry_run", cfg.Responders.DryRun, "paused", cfg.Responders.Paused, "elected", keyed,
 			"notifiers", len(sys.Notifiers), "admin_api", sys.Keys != nil, "isolation", sys.Isolator != nil, "cloudflare", sys.Blocker != nil)
 	}
-	var line []byte
+	// Rules whose window outgrows memory run as ClickHouse queries
+	// (docs/long-window-rules.md); the detector gets the others.
+	limit := cfg.Detector.MemoryWindowLimit.D()
+	inMem, long := longrules.Split(set.Rules, limit)
+	var (
+		line    []byte
+		alertMu sync.Mutex // onAlert runs for the pipeline and for long-window rules
+	)
 	onAlert := func(a *detector.Alert) {
+		alertMu.Lock()
+		defer alertMu.Unlock()
 		log.Info("alert", "rule", a.Rule.ID, "severity", a.Severity.Name(), "phi", a.PHI, "value", a.Value, "at", detector.FormatTime(a.At))
 		if printAlerts {
 			line = append(a.AppendJSON(line[:0]), '\n')
@@ -194,27 +215,50 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 		pls       []*pipeline.Pipeline
 		consumers []*ingest.Consumer
 		elect     func(ctx context.Context) error
+		longRules atomic.Pointer[[]*rules.Rule] // the long-window rules, for each new runner
+		longLead  atomic.Pointer[longrules.Runner]
 	)
+	longRules.Store(&long)
+	newLong := func() *longrules.Runner {
+		return longrules.NewRunner(longrules.RunnerConfig{Store: store, Database: cfg.ClickHouse.Database, Rules: *longRules.Load(),
+			Interval: cfg.Detector.LongWindowInterval.D(),
+			Policy:   policy(cfg), Namespaces: cfg.Namespaces, Logger: log.With("component", "longrules"),
+			Emit: func(a *detector.Alert) { storeLongAlert(ctx, store, m, log, a); onAlert(a) }})
+	}
 	if keyed {
-		k, err := startKeyed(ctx, cfg, set, icfg, plCfg, store, dlq, log)
+		k, err := startKeyed(ctx, cfg, inMem, icfg, plCfg, store, dlq, log)
 		if err != nil {
 			return err
 		}
 		defer k.close()
 		pl, pls, consumers = k.detect, []*pipeline.Pipeline{k.route, k.detect}, k.consumers
-		if newResp != nil {
-			elect = func(ctx context.Context) error {
-				return ingest.Elect(ctx, icfg, k.electGroup, k.electTopic, func(ctx context.Context) {
+		// One replica, elected through the group protocol, runs what must
+		// run once for the fleet: the responders and the long-window rules.
+		elect = func(ctx context.Context) error {
+			return ingest.Elect(ctx, icfg, k.electGroup, k.electTopic, func(ctx context.Context) {
+				log.Info("this replica now leads: it runs the responders and the long-window rules for the fleet")
+				var wg sync.WaitGroup
+				if newResp != nil {
 					r := newResp()
 					respLead.Store(r)
-					log.Info("this replica now runs the responders for the fleet")
-					if err := r.Run(ctx); err != nil {
-						log.Error("responders stopped", "err", err)
+					wg.Go(func() {
+						if err := r.Run(ctx); err != nil {
+							log.Error("responders stopped", "err", err)
+						}
+					})
+				}
+				lr := newLong() // a new term reads cooldowns back from ClickHouse
+				longLead.Store(lr)
+				wg.Go(func() {
+					if err := lr.Run(ctx); err != nil {
+						log.Error("long-window rules stopped", "err", err)
 					}
-					respLead.Store(nil)
-					log.Info("this replica no longer runs the responders")
 				})
-			}
+				wg.Wait()
+				respLead.Store(nil)
+				longLead.Store(nil)
+				log.Info("this replica no longer leads")
+			})
 		}
 	} else {
 		consumer, err := ingest.NewConsumer(icfg)
@@ -222,13 +266,13 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 			return err
 		}
 		defer consumer.Close()
-		det := detector.New(set.Rules, detectorConfig(cfg))
+		det := detector.New(inMem, detectorConfig(cfg))
 		defer det.Close()
 		pl = pipeline.New(plCfg, consumer, store, dlq, det)
 		pls, consumers = []*pipeline.Pipeline{pl}, []*ingest.Consumer{consumer}
 		// Continue where the last run stopped: replay the committed history of
 		// the rules' lookback so windows, baselines and cooldowns are whole.
-		if lb := detector.Lookback(set.Rules, cfg.Detector.Lateness.D(), cfg.Detector.RebuildLookback.D()); lb > 0 {
+		if lb := detector.Lookback(inMem, cfg.Detector.Lateness.D(), cfg.Detector.RebuildLookback.D()); lb > 0 {
 			committed, err := consumer.GroupCommitted(ctx)
 			if err != nil {
 				return err
@@ -241,13 +285,25 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 			log.Info("detection state rebuilt from ClickHouse", "events", n, "lookback", lb.String(), "took", time.Since(began).Round(time.Millisecond).String())
 		}
 	}
+	if !keyed {
+		longLead.Store(newLong())
+	}
 	consumer := consumers[0]
 	reg.MustRegister(stateCollector(pl, resp, respLead.Load, consumers...))
-	rl := &reloader{cfgPath: cfgPath, log: log, m: m, apply: func(newCfg *config.Config, newSet *rules.Set) {
+	rl := &reloader{cfgPath: cfgPath, log: log, m: m, check: checkLongRules, apply: func(newCfg *config.Config, newSet *rules.Set) {
+		inMem, long := longrules.Split(newSet.Rules, newCfg.Detector.MemoryWindowLimit.D())
 		for _, p := range pls {
-			p.Reload(newSet.Rules)
+			p.Reload(inMem)
+		}
+		longRules.Store(&long)
+		if lr := longLead.Load(); lr != nil {
+			if err := lr.Replace(long); err != nil { // checked before apply: not expected
+				log.Error("long-window rules not reloaded", "err", err)
+			}
 		}
 		indexRules(newSet)
+		dryRun.Store(newCfg.Responders.DryRun)
+		paused.Store(newCfg.Responders.Paused)
 		if resp != nil {
 			resp.SetSwitches(newCfg.Responders.DryRun, newCfg.Responders.Paused)
 		}
@@ -309,6 +365,10 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 	if elect != nil {
 		ectx, ecancel := context.WithCancel(ctx)
 		g.Add(func() error { return elect(ectx) }, func(error) { ecancel() })
+	} else {
+		lr := longLead.Load()
+		lctx, lcancel := context.WithCancel(ctx)
+		g.Add(func() error { return lr.Run(lctx) }, func(error) { lcancel() })
 	}
 	if resp != nil {
 		rctx, rcancel := context.WithCancel(ctx)
@@ -331,6 +391,42 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 	log.Info("vigil stopped", "reorder_forced", pl.Stats.ReorderForced.Load(), "consumed", pl.Stats.Consumed.Load(), "stored", pl.Stats.Stored.Load(),
 		"invalid", pl.Stats.Invalid.Load(), "alerts", pl.Stats.Alerts.Load())
 	return err
+}
+
+// checkLongRules rejects a rule set with a long-window rule that cannot
+// run in ClickHouse, naming each (file:line) and the fix.
+func checkLongRules(cfg *config.Config, set *rules.Set) error {
+	_, long := longrules.Split(set.Rules, cfg.Detector.MemoryWindowLimit.D())
+	if _, err := longrules.CompileAll(long, cfg.ClickHouse.Database); err != nil {
+		return fmt.Errorf("%w\n(rules whose window exceeds detector.memory_window_limit run as ClickHouse queries: simplify their where, or raise the limit to evaluate them in memory)", err)
+	}
+	return nil
+}
+
+// storeLongAlert stores an alert of a long-window rule before anything
+// else sees it: its cooldown is read back from the alerts table, and keyed
+// replicas' responders read alerts from there. Transient failures are
+// retried until ctx ends.
+func storeLongAlert(ctx context.Context, store *storage.Store, m *metrics.Metrics, log *slog.Logger, a *detector.Alert) {
+	for attempt := 0; ; attempt++ {
+		err := store.InsertAlerts(ctx, []*detector.Alert{a})
+		if err == nil {
+			break
+		}
+		if !storage.IsRetryable(err) || ctx.Err() != nil {
+			log.Error("storing a long-window alert failed", "rule", a.Rule.ID, "err", err)
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(min(time.Duration(attempt+1)*time.Second, 30*time.Second)):
+		}
+	}
+	if a.Rule.Shadow {
+		m.ShadowAlerts.WithLabelValues(a.Rule.ID, a.Severity.Name()).Inc()
+	} else {
+		m.Alerts.WithLabelValues(a.Rule.ID, a.Severity.Name()).Inc()
+	}
 }
 
 // storageConfig is the ClickHouse part of cfg, for the daemon and the CLI.

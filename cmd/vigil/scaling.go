@@ -35,7 +35,7 @@ func (k *keyedReplica) close() {
 }
 
 // startKeyed creates the repartition topics and the two pipelines.
-func startKeyed(ctx context.Context, cfg *config.Config, set *rules.Set, icfg ingest.Config, plCfg pipeline.Config,
+func startKeyed(ctx context.Context, cfg *config.Config, rs []*rules.Rule, icfg ingest.Config, plCfg pipeline.Config,
 	store *storage.Store, dlq pipeline.DeadLetterSink, log *slog.Logger) (*keyedReplica, error) {
 	sc := cfg.Scaling
 	prefix := sc.TopicPrefix
@@ -48,7 +48,7 @@ func startKeyed(ctx context.Context, cfg *config.Config, set *rules.Set, icfg in
 		s, _ := event.ParseSource(src)
 		keyedBy[s] = fields
 	}
-	fams := pipeline.Families(set.Rules, prefix, inputs, keyedBy)
+	fams := pipeline.Families(rs, prefix, inputs, keyedBy)
 	lookback := func(rs []*rules.Rule) time.Duration {
 		return detector.Lookback(rs, cfg.Detector.Lateness.D(), cfg.Detector.RebuildLookback.D())
 	}
