@@ -19,9 +19,10 @@ import (
 // stateCollector reports gauges read at scrape time. consumers are the
 // daemon's consumer groups: in keyed mode the router's (input topics) and
 // the detectors' (repartition topics); a partition both read is reported
-// for the first. lead returns the responder a keyed replica runs while it
-// is elected, nil otherwise.
-func stateCollector(pl *pipeline.Pipeline, resp *responders.Responder, lead func() *responders.Responder, consumers ...*ingest.Consumer) *metrics.Func {
+// for the first. leading reports whether this replica leads the fleet
+// (always true with one replica); lead returns the responder a keyed
+// replica runs while it leads, nil otherwise.
+func stateCollector(pl *pipeline.Pipeline, resp *responders.Responder, leading func() bool, lead func() *responders.Responder, consumers ...*ingest.Consumer) *metrics.Func {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
@@ -37,7 +38,7 @@ func stateCollector(pl *pipeline.Pipeline, resp *responders.Responder, lead func
 		paused    = d("vigil_responders_paused", "1 while the kill switch is on.")
 		blocks    = d("vigil_responders_blocks_active", "Blocks in force.")
 		edge      = d("vigil_responders_edge_items", "Vigil's items at the edge (Cloudflare list or access rules) at the last reconcile.")
-		leader    = d("vigil_responders_leader", "1 while this replica runs the responders (always 1 with one replica and responders enabled).")
+		leader    = d("vigil_responders_leader", "1 while this replica leads the fleet: it runs the responders and the long-window rules (always 1 with one replica).")
 	)
 	b01 := func(b bool) float64 {
 		if b {
@@ -80,12 +81,10 @@ func stateCollector(pl *pipeline.Pipeline, resp *responders.Responder, lead func
 					}
 				}
 			}
+			ch <- prometheus.MustNewConstMetric(leader, prometheus.GaugeValue, b01(leading()))
 			r := resp
-			if r == nil && lead != nil {
+			if r == nil {
 				r = lead()
-				ch <- prometheus.MustNewConstMetric(leader, prometheus.GaugeValue, b01(r != nil))
-			} else if r != nil {
-				ch <- prometheus.MustNewConstMetric(leader, prometheus.GaugeValue, 1)
 			}
 			if r != nil {
 				g := r.Gauges()

@@ -289,7 +289,7 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 		longLead.Store(newLong())
 	}
 	consumer := consumers[0]
-	reg.MustRegister(stateCollector(pl, resp, respLead.Load, consumers...))
+	reg.MustRegister(stateCollector(pl, resp, func() bool { return !keyed || longLead.Load() != nil }, respLead.Load, consumers...))
 	rl := &reloader{cfgPath: cfgPath, log: log, m: m, check: checkLongRules, apply: func(newCfg *config.Config, newSet *rules.Set) {
 		inMem, long := longrules.Split(newSet.Rules, newCfg.Detector.MemoryWindowLimit.D())
 		for _, p := range pls {
