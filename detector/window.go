@@ -26,6 +26,17 @@ func bucketSize(window time.Duration) time.Duration {
 	return limit
 }
 
+// AlertWindow returns the window [start, end) of an alert whose group's
+// newest event is at ts (Unix ns): the window's buckets up to and
+// including ts's. Long-window rules, evaluated in ClickHouse, align theirs
+// the same way.
+func AlertWindow(window time.Duration, ts int64) (start, end int64) {
+	bs := int64(bucketSize(window))
+	nb := (int64(window) + bs - 1) / bs
+	end = (floorDiv(ts, bs) + 1) * bs
+	return end - nb*bs, end
+}
+
 // floorDiv divides rounding towards negative infinity (event times before
 // 1970 are valid input).
 func floorDiv(a, b int64) int64 {

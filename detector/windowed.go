@@ -112,8 +112,7 @@ func (ev *windowed) observe(e *event.Event, emit func(*Alert)) {
 		return
 	}
 	st.fired, st.lastFire = true, ts
-	end := (cur + 1) * ev.bs
-	start := end - ev.nb*ev.bs
+	start, end := AlertWindow(r.Window, st.newest)
 	a := ev.newAlert(ts, st.phi && st.phiIdx >= from)
 	a.Group = groupValues(r.GroupBy, g.values)
 	a.Value = value

@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/vigil-sec/vigil/detector"
 	"github.com/vigil-sec/vigil/event"
@@ -425,16 +424,13 @@ type window struct {
 }
 
 // windowAt aligns the window ending with the event at watermark t exactly
-// as the detector aligns an alert's window: to buckets of bucketSize, the
-// window being the buckets up to and including t's. An anomaly baseline is
+// as the detector aligns an alert's window (detector.AlertWindow). An anomaly baseline is
 // the whole window-sized steps (aligned to multiples of the window) that
 // end at or before the window's start.
 func (q *Query) windowAt(t int64) window {
 	r := q.Rule
-	bs := int64(bucketSize(r.Window))
-	nb := (int64(r.Window) + bs - 1) / bs
-	w := window{end: (floorDiv(t, bs) + 1) * bs}
-	w.start = w.end - nb*bs
+	var w window
+	w.start, w.end = detector.AlertWindow(r.Window, t)
 	if r.Kind == rules.Anomaly {
 		stepLen := int64(r.Window)
 		w.steps = max(1, int(r.Anomaly.Baseline/r.Window))
@@ -487,27 +483,6 @@ func bind(args []any, w window, namespaces map[string]string, groups []any) []an
 		}
 	}
 	return out
-}
-
-// bucketSize is the detector's window resolution (detector/window.go):
-// window/60, never coarser than one second, among round sizes that divide
-// the window. Alert windows must start and end where the detector's would.
-func bucketSize(window time.Duration) time.Duration {
-	limit := window / 60
-	if limit > time.Second {
-		limit = time.Second
-	}
-	for _, c := range []time.Duration{time.Second, 500 * time.Millisecond, 250 * time.Millisecond,
-		200 * time.Millisecond, 100 * time.Millisecond, 50 * time.Millisecond, 25 * time.Millisecond,
-		20 * time.Millisecond, 10 * time.Millisecond, 5 * time.Millisecond, 2 * time.Millisecond, time.Millisecond} {
-		if c <= limit && window%c == 0 {
-			return c
-		}
-	}
-	if limit < 1 {
-		return 1
-	}
-	return limit
 }
 
 func floorDiv(a, b int64) int64 {
