@@ -101,6 +101,8 @@ func withOrigin(m *Message, hs []kafka.Header) {
 		case headerMergeTime:
 			n, _ := strconv.ParseInt(string(h.Value), 10, 64)
 			m.MergeTS = n
+		case headerProgress:
+			m.Progress = parseProgress(h.Value)
 		}
 	}
 }

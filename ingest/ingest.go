@@ -93,6 +93,21 @@ type Message struct {
 	// MergeTS is a repartitioned record's place in the merge by event
 	// time (Routed.MergeTS); 0 when absent.
 	MergeTS int64
+	// Progress is set on a router's progress record, which carries no
+	// event (see Routed.Progress).
+	Progress []Progress
+}
+
+// Progress says how far a router has routed one input partition: every
+// record below Offset, and MergeTS is the newest event time among them.
+// Written to a repartition partition after the records it covers, it tells
+// the partition's detector that nothing earlier than MergeTS will come
+// from that input partition any more.
+type Progress struct {
+	Topic     string
+	Partition int
+	Offset    int64
+	MergeTS   int64
 }
 
 // Ref is the message without its contents: what MarkStored needs, without

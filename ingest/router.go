@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -21,10 +23,53 @@ type Routed struct {
 	// MergeTS (Unix ns) goes in the vigil-merge-ts header: the newest
 	// event time of the record's input partition up to it.
 	MergeTS int64
+	// Progress, when set, makes this a progress record instead, written to
+	// Partition: no key, no value, the progress in the vigil-progress
+	// header (one "topic partition offset merge-ts" line per input
+	// partition).
+	Progress  []Progress
+	Partition int
 }
 
-// headerMergeTime carries Routed.MergeTS.
-const headerMergeTime = "vigil-merge-ts"
+// headerMergeTime carries Routed.MergeTS; headerProgress Routed.Progress.
+const (
+	headerMergeTime = "vigil-merge-ts"
+	headerProgress  = "vigil-progress"
+)
+
+func appendProgress(b []byte, ps []Progress) []byte {
+	for _, p := range ps {
+		b = append(b, p.Topic...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(p.Partition), 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, p.Offset, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, p.MergeTS, 10)
+		b = append(b, '\n')
+	}
+	return b
+}
+
+// parseProgress reads appendProgress's lines; malformed ones are skipped
+// (they only cost waiting).
+func parseProgress(b []byte) []Progress {
+	var out []Progress
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 {
+			continue
+		}
+		part, err1 := strconv.Atoi(f[1])
+		off, err2 := strconv.ParseInt(f[2], 10, 64)
+		ts, err3 := strconv.ParseInt(f[3], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		out = append(out, Progress{Topic: f[0], Partition: part, Offset: off, MergeTS: ts})
+	}
+	return out
+}
 
 // Router writes re-keyed records to repartition topics, partitioned by a
 // hash of the key with Kafka's default partitioner (murmur2), so that
@@ -87,6 +132,12 @@ func (r *Router) Write(ctx context.Context, rs []Routed) error {
 		if len(ps) == 0 {
 			return fmt.Errorf("ingest: repartition: unknown topic %q", x.Topic)
 		}
+		if x.Progress != nil {
+			k := part{x.Topic, x.Partition}
+			byPart[k] = append(byPart[k], kafka.Record{Time: time.Now(),
+				Headers: []kafka.Header{{Key: headerProgress, Value: appendProgress(nil, x.Progress)}}})
+			continue
+		}
 		key := x.Key
 		if key == nil {
 			key = []byte{}
@@ -131,7 +182,10 @@ func (r *Router) produce(ctx context.Context, topic string, partition int, recs 
 	for len(recs) > 0 {
 		n, size := 0, 0
 		for n < len(recs) && (n == 0 || size < maxRequestBytes) {
-			size += recs[n].Key.Len() + recs[n].Value.Len() + 96
+			size += 96 // headers and framing
+			if rec := &recs[n]; rec.Value != nil {
+				size += rec.Key.Len() + rec.Value.Len()
+			}
 			n++
 		}
 		res, err := r.client.Produce(ctx, &kafka.ProduceRequest{Topic: topic, Partition: partition,

@@ -90,19 +90,22 @@ func fieldsNamed(src event.Source, names []string) []*event.Field {
 	return out
 }
 
-// Route sends each event of Source to Topic, keyed by Fields.
+// Route sends each event of Source to Topic, keyed by Fields, and after
+// each batch a progress record to each of its Partitions.
 type Route struct {
-	Topic  string
-	Source event.Source
-	Fields []*event.Field
+	Topic      string
+	Source     event.Source
+	Fields     []*event.Field
+	Partitions int
 }
 
-// Routes returns the routes of the families the router serves.
-func Routes(fs []*Family) []Route {
+// Routes returns the routes of the families the router serves, whose
+// topics have partitions partitions.
+func Routes(fs []*Family, partitions int) []Route {
 	var out []Route
 	for _, f := range fs {
 		if !f.Direct {
-			out = append(out, Route{Topic: f.Topic, Source: f.Source, Fields: f.Fields})
+			out = append(out, Route{Topic: f.Topic, Source: f.Source, Fields: f.Fields, Partitions: partitions})
 		}
 	}
 	return out
@@ -175,6 +178,20 @@ func (s *shard) abandon(out []ingest.Message) []ingest.Message {
 	}
 	s.det.Close()
 	return out
+}
+
+// progress applies a router's progress record: each input partition it
+// names will send nothing earlier in the merge than its merge time, and
+// nothing below its offset that is not a copy.
+func (s *shard) progress(ps []ingest.Progress) {
+	for _, pr := range ps {
+		q := s.order.queue(s.family.Source, pr.Topic, int32(pr.Partition))
+		if !q.seen || pr.MergeTS > q.last {
+			q.last = pr.MergeTS
+		}
+		q.seen = true
+		q.accepted = max(q.accepted, pr.Offset-1)
+	}
 }
 
 // allShards returns the shards in a stable order.
@@ -349,6 +366,9 @@ func (p *Pipeline) rebuildShard(ctx context.Context, s *shard, m ingest.Message)
 	)
 	const chunkSize = 4096
 	err := p.cfg.Read(ctx, s.topic, s.partition, 0, -1, func(r ingest.Message) error {
+		if r.Progress != nil {
+			return nil
+		}
 		var e event.Event
 		if dec.Decode(s.family.Source, r.Value, &e) != nil {
 			return nil // dead-lettered when it was read live
@@ -525,10 +545,39 @@ func (p *Pipeline) route(ctx context.Context, batch []ingest.Message) *evaluated
 			}
 		}
 	}
+	eb.routed = p.appendProgress(eb.routed, batch)
 	eb.recs = make([]storage.Record, len(eb.events))
 	for i := range eb.events {
 		eb.recs[i] = storage.Record{Event: &eb.events[i], Origin: origins[i]}
 	}
 	p.count(eb, began)
 	return eb
+}
+
+// appendProgress adds, for every route, a progress record to each of its
+// partitions: how far the batch's input partitions of the route's source
+// are routed. A detector whose partition received nothing from an input
+// partition for a while learns from it that nothing earlier will come, so
+// its events need not wait for that input partition (see Keyed).
+func (p *Pipeline) appendProgress(out []ingest.Routed, batch []ingest.Message) []ingest.Routed {
+	var bySource [3][]ingest.Progress
+	seen := map[storage.Origin]bool{}
+	for _, m := range batch {
+		k := storage.Origin{Topic: m.Topic, Partition: int32(m.Partition)}
+		if seen[k] || int(m.Source) >= len(bySource) {
+			continue
+		}
+		seen[k] = true
+		rn := p.runs[k]
+		bySource[m.Source] = append(bySource[m.Source], ingest.Progress{Topic: m.Topic, Partition: m.Partition, Offset: rn.next, MergeTS: rn.newest})
+	}
+	for _, r := range p.cfg.Routes {
+		if len(bySource[r.Source]) == 0 {
+			continue
+		}
+		for part := range r.Partitions {
+			out = append(out, ingest.Routed{Topic: r.Topic, Partition: part, Progress: bySource[r.Source]})
+		}
+	}
+	return out
 }

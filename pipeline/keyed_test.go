@@ -4,7 +4,9 @@ import (
 	"testing"
 
 	"github.com/vigil-sec/vigil/event"
+	"github.com/vigil-sec/vigil/ingest"
 	"github.com/vigil-sec/vigil/rules"
+	"github.com/vigil-sec/vigil/storage"
 )
 
 const familyRules = `rules:
@@ -120,7 +122,7 @@ func TestFamilies(t *testing.T) {
 			if len(direct) != len(tc.direct) || (len(direct) > 0 && direct[0] != tc.direct[0]) {
 				t.Errorf("direct %v, want %v", direct, tc.direct)
 			}
-			if routes := Routes(fams); len(routes) != len(fams)-len(tc.direct) {
+			if routes := Routes(fams, 3); len(routes) != len(fams)-len(tc.direct) {
 				t.Errorf("%d routes for %d families, %d direct", len(routes), len(fams), len(tc.direct))
 			}
 		})
@@ -155,5 +157,29 @@ func TestRouteKey(t *testing.T) {
 	}
 	if k := routeKey(nil, &a); len(k) != 0 {
 		t.Errorf("no group fields: key %q, want empty", k)
+	}
+}
+
+// A router's progress record lets events stop waiting for an input
+// partition that routed nothing more to this partition, and marks what
+// it covered as seen.
+func TestProgressReleasesWaitingEvents(t *testing.T) {
+	s := &shard{order: newReorderer(1000, 0), family: &Family{Source: event.Requests}, accepted: -1}
+	qa := s.order.queue(event.Requests, "requests", 0)
+	qb := s.order.queue(event.Requests, "requests", 1)
+	push := func(q *partQueue, at, off int64) {
+		s.order.push(q, item{ev: &event.Event{Source: event.Requests, TS: at}, origin: storage.Origin{Topic: q.key.topic, Partition: q.key.partition, Offset: off}, kafka: off, at: at})
+	}
+	push(qb, 5, 0)
+	push(qa, 10, 0)
+	if got := s.order.release(nil); len(got) != 1 || got[0].at != 5 {
+		t.Fatalf("released %v, want only the event at 5 (10 waits for partition 1)", got)
+	}
+	s.progress([]ingest.Progress{{Topic: "requests", Partition: 1, Offset: 7, MergeTS: 12}})
+	if got := s.order.release(nil); len(got) != 1 || got[0].at != 10 {
+		t.Fatalf("released %v after progress to 12, want the event at 10", got)
+	}
+	if qb.accepted != 6 {
+		t.Errorf("partition 1 accepted up to %d, want 6 (records below the progress offset are copies)", qb.accepted)
 	}
 }

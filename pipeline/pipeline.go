@@ -412,6 +412,11 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 				continue
 			}
 			s.accepted = m.Offset
+			if m.Progress != nil {
+				s.progress(m.Progress)
+				eb.marks = append(eb.marks, m.Ref())
+				continue
+			}
 			if m.OriginTopic != "" {
 				o = storage.Origin{Topic: m.OriginTopic, Partition: int32(m.OriginPartition), Offset: m.OriginOffset}
 			}
