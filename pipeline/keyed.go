@@ -90,13 +90,28 @@ func fieldsNamed(src event.Source, names []string) []*event.Field {
 	return out
 }
 
-// Route sends each event of Source to Topic, keyed by Fields, and after
-// each batch a progress record to each of its Partitions.
+// Route sends each event of Source that one of Rules may look at to
+// Topic, keyed by Fields, and after each batch a progress record to each
+// of its Partitions. Every rule kind skips events its where rejects
+// before they touch its state, so events no rule of the family wants
+// need not travel.
 type Route struct {
 	Topic      string
 	Source     event.Source
 	Fields     []*event.Field
 	Partitions int
+	Rules      []*rules.Rule
+}
+
+// wants reports whether a rule of the route looks at e (enriched as the
+// detector enriches it).
+func (r *Route) wants(e *event.Event) bool {
+	for _, rule := range r.Rules {
+		if rule.Where == nil || rule.Where.Match(e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Routes returns the routes of the families the router serves, whose
@@ -105,7 +120,7 @@ func Routes(fs []*Family, partitions int) []Route {
 	var out []Route
 	for _, f := range fs {
 		if !f.Direct {
-			out = append(out, Route{Topic: f.Topic, Source: f.Source, Fields: f.Fields, Partitions: partitions})
+			out = append(out, Route{Topic: f.Topic, Source: f.Source, Fields: f.Fields, Partitions: partitions, Rules: f.Rules})
 		}
 	}
 	return out
@@ -465,6 +480,20 @@ func (p *Pipeline) refreshKeyed(ctx context.Context) {
 	}
 }
 
+// reroute gives the routes a reloaded rule set. Families are fixed at
+// start (see replaceRules): a family whose rules are all gone routes
+// nothing, and a rule of a new family waits for a restart.
+func (p *Pipeline) reroute(rs []*rules.Rule) {
+	byFamily := map[string][]*rules.Rule{}
+	for _, r := range rs {
+		byFamily[FamilyName(r)] = append(byFamily[FamilyName(r)], r)
+	}
+	for i := range p.cfg.Routes {
+		r := &p.cfg.Routes[i]
+		r.Rules = byFamily[familyName(r.Source, r.Fields)]
+	}
+}
+
 // run is where the router stands in one input partition.
 type run struct {
 	next   int64 // the offset expected next
@@ -515,6 +544,9 @@ func (p *Pipeline) route(ctx context.Context, batch []ingest.Message) *evaluated
 	if p.runs == nil {
 		p.runs = make(map[storage.Origin]*run)
 	}
+	if rs := p.pending.Swap(nil); rs != nil {
+		p.reroute(*rs)
+	}
 	began := time.Now()
 	eb := &evaluatedBatch{batch: batch, events: make([]event.Event, 0, len(batch)), marks: make([]ingest.Message, 0, len(batch))}
 	origins := make([]storage.Origin, 0, len(batch))
@@ -537,8 +569,12 @@ func (p *Pipeline) route(ctx context.Context, batch []ingest.Message) *evaluated
 		eb.events = append(eb.events, e.Clone())
 		ev := &eb.events[len(eb.events)-1]
 		origins = append(origins, storage.Origin{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset})
-		for _, r := range p.cfg.Routes {
-			if r.Source == ev.Source {
+		view := *ev // stored as read; matched as the detector sees it
+		if p.cfg.Enrich != nil {
+			p.cfg.Enrich(&view)
+		}
+		for i := range p.cfg.Routes {
+			if r := &p.cfg.Routes[i]; r.Source == ev.Source && r.wants(&view) {
 				eb.routed = append(eb.routed, ingest.Routed{Topic: r.Topic, Key: routeKey(r.Fields, ev),
 					Msg: ingest.Message{Source: m.Source, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
 						Value: m.Value, Time: time.Unix(0, ev.TS)}, MergeTS: rn.newest})

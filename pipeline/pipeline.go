@@ -89,6 +89,9 @@ type Config struct {
 	Router interface {
 		Write(ctx context.Context, rs []ingest.Routed) error
 	}
+	// Enrich completes an event as the detector does before matching it
+	// (detector.Config.Enrich); the router matches routes with it.
+	Enrich func(*event.Event)
 	// Read reads a partition's records from offset from up to until (see
 	// ingest.ReadPartition): keyed detection rebuilds a gained partition's
 	// state with it, and the router finds an input partition's newest

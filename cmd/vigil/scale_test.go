@@ -131,7 +131,8 @@ func TestKeyedReplicas(t *testing.T) {
 	stopping.Wait()
 
 	checkStored(t, addr, db, s)
-	checkRouted(t, broker.Addr(), repartition)
+	routed := checkRouted(t, broker.Addr(), repartition)
+	t.Logf("%d records routed for %d input records: fan-out %.2f", routed, total, float64(routed)/float64(total))
 	got := itest.StoredAlerts(t, addr, db)
 	want := replayMerged(t, rulesDir, itest.DumpPartitions(t, broker.Addr(), "requests", inputs["requests"], dir),
 		itest.DumpPartitions(t, broker.Addr(), "audit", inputs["audit"], dir))
@@ -161,7 +162,7 @@ func TestKeyedReplicas(t *testing.T) {
 // partition, each input partition's records (a record routed twice
 // counted once) keep their input order, and their merge times never go
 // back.
-func checkRouted(t *testing.T, addr string, topics map[string]int) {
+func checkRouted(t *testing.T, addr string, topics map[string]int) (records int) {
 	t.Helper()
 	type origin struct {
 		topic     string
@@ -170,7 +171,7 @@ func checkRouted(t *testing.T, addr string, topics map[string]int) {
 	for topic, n := range topics {
 		for p := range n {
 			next, at := map[origin]int64{}, map[origin]int64{}
-			records, bad := 0, 0
+			bad := 0
 			err := ingest.ReadPartition(context.Background(), ingest.Config{Brokers: []string{addr}}, topic, p, 0, -1, func(m ingest.Message) error {
 				if m.Progress != nil {
 					return nil
@@ -194,10 +195,11 @@ func checkRouted(t *testing.T, addr string, topics map[string]int) {
 				t.Fatal(err)
 			}
 			if bad > 0 {
-				t.Errorf("%s/%d: %d of %d records out of their input partition's order or without origin", topic, p, bad, records)
+				t.Errorf("%s/%d: %d records out of their input partition's order or without origin", topic, p, bad)
 			}
 		}
 	}
+	return records
 }
 
 // replicaConfig is a daemon configuration for the scaling tests: mode

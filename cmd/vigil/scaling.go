@@ -106,7 +106,8 @@ func startKeyed(ctx context.Context, cfg *config.Config, rs []*rules.Rule, icfg 
 	read := func(ctx context.Context, topic string, partition int, from, until int64, fn func(ingest.Message) error) error {
 		return ingest.ReadPartition(ctx, icfg, topic, partition, from, until, fn)
 	}
-	rcfg.OnAlert, rcfg.Routes, rcfg.Router, rcfg.Read = nil, pipeline.Routes(fams, sc.Partitions), k.router, read
+	enrich := detectorConfig(cfg)
+	rcfg.OnAlert, rcfg.Routes, rcfg.Router, rcfg.Read, rcfg.Enrich = nil, pipeline.Routes(fams, sc.Partitions), k.router, read, enrich.Enrich
 	k.route = pipeline.New(rcfg, rc, store, dlq, nil)
 
 	dcfg := icfg
