@@ -255,10 +255,21 @@ func EnsureTopics(ctx context.Context, cfg Config, topics map[string]TopicSpec) 
 	for name := range topics {
 		names = append(names, name)
 	}
+	// A broker may answer metadata for a new topic a moment after creating it.
 	c := &Consumer{client: client}
-	parts, err := c.partitionsOf(ctx, names)
-	if err != nil {
-		return err
+	var parts map[string][]int
+	for attempt := 0; ; attempt++ {
+		if parts, err = c.partitionsOf(ctx, names); err == nil {
+			break
+		}
+		if attempt == 20 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	for name, spec := range topics {
 		if n := len(parts[name]); n != spec.Partitions {

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +67,27 @@ func TestRouterWritesInOrderWithProgress(t *testing.T) {
 	}
 	if total != 300 || progress != 3 {
 		t.Errorf("read %d records and %d progress records, want 300 and 3", total, progress)
+	}
+}
+
+// EnsureTopics creates what is missing, accepts what exists with the
+// partition count asked for, and refuses another count, saying what to do.
+func TestEnsureTopics(t *testing.T) {
+	broker := brokertest.Start(t, map[string]int32{"old": 2})
+	cfg := Config{Brokers: []string{broker.Addr()}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	specs := map[string]TopicSpec{
+		"fam": {Partitions: 3, Replication: 1, Configs: map[string]string{"retention.ms": "3600000"}},
+		"old": {Partitions: 2},
+	}
+	for range 2 { // idempotent
+		if err := EnsureTopics(ctx, cfg, specs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := EnsureTopics(ctx, cfg, map[string]TopicSpec{"old": {Partitions: 4}})
+	if err == nil || !strings.Contains(err.Error(), `"old" has 2 partitions, not the 4 configured`) || !strings.Contains(err.Error(), "scaling.partitions") {
+		t.Errorf("partition count mismatch: %v", err)
 	}
 }
