@@ -57,6 +57,7 @@ var exported = []string{
 	"vigil_responders_paused",
 	"vigil_responders_blocks_active",
 	"vigil_responders_edge_items",
+	"vigil_responders_leader",
 	"vigil_responders_edge_drift_total",
 	"vigil_rules_loaded",
 	"vigil_rules_reloads_total",
