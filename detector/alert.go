@@ -48,17 +48,11 @@ func (a *Alert) Key() string {
 	return string(b)
 }
 
-// AppendJSON appends the alert as one JSON object, keys in the documented order.
-func (a *Alert) AppendJSON(b []byte) []byte {
-	b = append(b, `{"rule":`...)
-	b = strconv.AppendQuote(b, a.Rule.ID)
-	b = append(b, `,"severity":`...)
-	b = strconv.AppendInt(b, int64(a.Severity), 10)
-	b = append(b, `,"severity_name":`...)
-	b = strconv.AppendQuote(b, a.Severity.Name())
-	b = append(b, `,"source":`...)
-	b = strconv.AppendQuote(b, a.Rule.Source.String())
-	b = append(b, `,"group":{`...)
+// AppendGroupJSON appends the alert's "group" object: the group fields
+// in order, strings quoted, numbers as they are. The alerts table keeps it
+// as group_json.
+func (a *Alert) AppendGroupJSON(b []byte) []byte {
+	b = append(b, '{')
 	for i, g := range a.Group {
 		if i > 0 {
 			b = append(b, ',')
@@ -71,7 +65,22 @@ func (a *Alert) AppendJSON(b []byte) []byte {
 			b = append(b, g.Value...)
 		}
 	}
-	b = append(b, `},"value":`...)
+	return append(b, '}')
+}
+
+// AppendJSON appends the alert as one JSON object, keys in the documented order.
+func (a *Alert) AppendJSON(b []byte) []byte {
+	b = append(b, `{"rule":`...)
+	b = strconv.AppendQuote(b, a.Rule.ID)
+	b = append(b, `,"severity":`...)
+	b = strconv.AppendInt(b, int64(a.Severity), 10)
+	b = append(b, `,"severity_name":`...)
+	b = strconv.AppendQuote(b, a.Severity.Name())
+	b = append(b, `,"source":`...)
+	b = strconv.AppendQuote(b, a.Rule.Source.String())
+	b = append(b, `,"group":`...)
+	b = a.AppendGroupJSON(b)
+	b = append(b, `,"value":`...)
 	b = appendNumber(b, a.Value)
 	b = append(b, `,"threshold":`...)
 	b = appendJSONString(b, a.Threshold)

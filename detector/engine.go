@@ -7,7 +7,9 @@ package detector
 
 import (
 	"hash/maphash"
+	"math"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/vigil-sec/vigil/event"
@@ -228,7 +230,14 @@ type evalBase struct {
 
 // newAlert fills the fields every kind sets the same way.
 func (b *evalBase) newAlert(at int64, phi bool) *Alert {
-	r := b.rs.rule
+	return NewAlert(b.rs.rule, b.cfg.Policy, at, phi)
+}
+
+// NewAlert starts an alert of r fired at at: the severity (raised one
+// level when PHI is involved and the rule allows it) and the actions (the
+// rule's, else the policy's for that severity). Long-window rules, which
+// fire from ClickHouse, build theirs with it too.
+func NewAlert(r *rules.Rule, policy Policy, at int64, phi bool) *Alert {
 	a := &Alert{Rule: r, Severity: r.Severity, At: at, PHI: phi}
 	if phi && r.PHIEscalation {
 		a.Severity = a.Severity.Escalate()
@@ -236,12 +245,18 @@ func (b *evalBase) newAlert(at int64, phi bool) *Alert {
 	if r.Actions != nil {
 		a.Actions = r.Actions
 	} else {
-		a.Actions = b.cfg.Policy[a.Severity]
+		a.Actions = policy[a.Severity]
 	}
 	if a.Actions == nil {
 		a.Actions = []string{}
 	}
 	return a
+}
+
+// AnomalyThreshold is the threshold text of an anomaly alert whose bound
+// (mean + z·stddev) the value exceeded.
+func AnomalyThreshold(bound float64) string {
+	return "> " + strconv.FormatFloat(math.Round(bound*1000)/1000, 'f', -1, 64)
 }
 
 func (b *evalBase) fire(a *Alert, emit func(*Alert)) {

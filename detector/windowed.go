@@ -1,9 +1,6 @@
 package detector
 
 import (
-	"math"
-	"strconv"
-
 	"github.com/vigil-sec/vigil/event"
 	"github.com/vigil-sec/vigil/rules"
 )
@@ -104,7 +101,7 @@ func (ev *windowed) observe(e *event.Event, emit func(*Alert)) {
 		if !ok || value < ev.anomaly.min || !(value > bound) {
 			return
 		}
-		threshold = rules.Condition{Text: "> " + strconv.FormatFloat(math.Round(bound*1000)/1000, 'f', -1, 64)}
+		threshold = rules.Condition{Text: AnomalyThreshold(bound)}
 	} else if !threshold.Holds(value) {
 		return
 	}

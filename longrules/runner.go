@@ -472,25 +472,14 @@ func (rn *Runner) samples(ctx context.Context, q *Query, w window, fire []candid
 	return out, rows.Err()
 }
 
-// alert builds the alert of a candidate as the detector's newAlert and
-// windowed evaluator do.
+// alert builds the alert of a candidate as the detector's windowed
+// evaluator does.
 func (rn *Runner) alert(q *Query, w window, c candidate) *detector.Alert {
 	r := q.Rule
-	a := &detector.Alert{Rule: r, Severity: r.Severity, At: c.at, PHI: c.phi,
-		Value: c.value, Threshold: r.Threshold.Text, WindowStart: w.start, WindowEnd: w.end}
-	if c.phi && r.PHIEscalation {
-		a.Severity = a.Severity.Escalate()
-	}
-	if r.Actions != nil {
-		a.Actions = r.Actions
-	} else {
-		a.Actions = rn.cfg.Policy[a.Severity]
-	}
-	if a.Actions == nil {
-		a.Actions = []string{}
-	}
+	a := detector.NewAlert(r, rn.cfg.Policy, c.at, c.phi)
+	a.Value, a.Threshold, a.WindowStart, a.WindowEnd = c.value, r.Threshold.Text, w.start, w.end
 	if r.Kind == rules.Anomaly {
-		a.Threshold = "> " + strconv.FormatFloat(math.Round(c.bound*1000)/1000, 'f', -1, 64)
+		a.Threshold = detector.AnomalyThreshold(c.bound)
 	}
 	a.Group = make([]detector.GroupValue, len(q.groups))
 	for i, g := range q.groups {
@@ -502,13 +491,7 @@ func (rn *Runner) alert(q *Query, w window, c candidate) *detector.Alert {
 // groupJSON is the alert's "group" object as the alerts table stores it
 // (group_json), the key of a group's firings across restarts.
 func groupJSON(a *detector.Alert) string {
-	js := string(a.AppendJSON(nil))
-	i := strings.Index(js, `"group":`)
-	j := strings.Index(js, `,"value":`)
-	if i < 0 || j < i {
-		return "{}"
-	}
-	return js[i+len(`"group":`) : j]
+	return string(a.AppendGroupJSON(nil))
 }
 
 // restore reads the rule's firings since from back from the alerts table,

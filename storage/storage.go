@@ -339,7 +339,7 @@ func (s *Store) InsertAlerts(ctx context.Context, alerts []*detector.Alert) erro
 	return s.insert(ctx, "alerts ("+alertColumns+")", "", func(b driver.Batch) error {
 		for _, a := range alerts {
 			js := a.AppendJSON(nil)
-			group := groupJSON(js)
+			group := string(a.AppendGroupJSON(nil))
 			labels := a.Rule.Labels
 			if labels == nil {
 				labels = map[string]string{}
@@ -364,17 +364,6 @@ const (
 	alertColumns = "alert_key, rule, severity, source, group_json, value, threshold, window_start, window_end, at, phi, " +
 		"labels, sample_ids, actions, rule_hash, alert_json, shadow, rule_file_hash, rule_git_revision"
 )
-
-// groupJSON cuts the "group" object out of an alert's JSON.
-func groupJSON(js []byte) string {
-	s := string(js)
-	i := strings.Index(s, `"group":`)
-	j := strings.Index(s, `,"value":`)
-	if i < 0 || j < i {
-		return "{}"
-	}
-	return s[i+len(`"group":`) : j]
-}
 
 // insert runs one batched INSERT into target ("table" or "table (cols)").
 func (s *Store) insert(ctx context.Context, target, token string, fill func(driver.Batch) error) error {
