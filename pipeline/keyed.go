@@ -77,6 +77,32 @@ func Families(rs []*rules.Rule, prefix string, inputs map[event.Source]string, k
 	return out
 }
 
+// rulesByFamily groups rs by family name.
+func rulesByFamily(rs []*rules.Rule) map[string][]*rules.Rule {
+	out := map[string][]*rules.Rule{}
+	for _, r := range rs {
+		out[FamilyName(r)] = append(out[FamilyName(r)], r)
+	}
+	return out
+}
+
+// originOf is where m was first read: its origin headers, or m itself.
+func originOf(m ingest.Message) storage.Origin {
+	if m.OriginTopic != "" {
+		return storage.Origin{Topic: m.OriginTopic, Partition: int32(m.OriginPartition), Offset: m.OriginOffset}
+	}
+	return storage.Origin{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset}
+}
+
+// mergeAt is an event's place in the merge: the router's merge time when
+// m carries one, else the event time ts.
+func mergeAt(m ingest.Message, ts int64) int64 {
+	if m.MergeTS != 0 {
+		return m.MergeTS
+	}
+	return ts
+}
+
 func fieldsNamed(src event.Source, names []string) []*event.Field {
 	all := event.Fields(src)
 	var out []*event.Field
@@ -260,10 +286,7 @@ func (p *Pipeline) replaceRules(rs []*rules.Rule) {
 		p.single.det.Replace(rs)
 		return
 	}
-	byFamily := map[string][]*rules.Rule{}
-	for _, r := range rs {
-		byFamily[FamilyName(r)] = append(byFamily[FamilyName(r)], r)
-	}
+	byFamily := rulesByFamily(rs)
 	for _, f := range p.cfg.Keyed.Families {
 		f.Rules = byFamily[familyName(f.Source, f.Fields)]
 		delete(byFamily, familyName(f.Source, f.Fields))
@@ -388,18 +411,12 @@ func (p *Pipeline) rebuildShard(ctx context.Context, s *shard, m ingest.Message)
 		if dec.Decode(s.family.Source, r.Value, &e) != nil {
 			return nil // dead-lettered when it was read live
 		}
-		o := storage.Origin{Topic: r.OriginTopic, Partition: int32(r.OriginPartition), Offset: r.OriginOffset}
-		if r.OriginTopic == "" {
-			o = storage.Origin{Topic: r.Topic, Partition: int32(r.Partition), Offset: r.Offset}
-		}
+		o := originOf(r)
 		q := s.order.queue(s.family.Source, o.Topic, o.Partition)
 		if o.Offset <= q.accepted {
 			return nil // routed twice
 		}
-		at := e.TS
-		if r.MergeTS != 0 {
-			at = r.MergeTS
-		}
+		at := mergeAt(r, e.TS)
 		later := !seen || at > lastAt || (at == lastAt && lastKey.less(q.key))
 		switch {
 		case r.Offset < m.Offset && later:
@@ -484,10 +501,7 @@ func (p *Pipeline) refreshKeyed(ctx context.Context) {
 // start (see replaceRules): a family whose rules are all gone routes
 // nothing, and a rule of a new family waits for a restart.
 func (p *Pipeline) reroute(rs []*rules.Rule) {
-	byFamily := map[string][]*rules.Rule{}
-	for _, r := range rs {
-		byFamily[FamilyName(r)] = append(byFamily[FamilyName(r)], r)
-	}
+	byFamily := rulesByFamily(rs)
 	for i := range p.cfg.Routes {
 		r := &p.cfg.Routes[i]
 		r.Rules = byFamily[familyName(r.Source, r.Fields)]
@@ -556,11 +570,7 @@ func (p *Pipeline) route(ctx context.Context, batch []ingest.Message) *evaluated
 		eb.marks = append(eb.marks, m.Ref())
 		rn := p.runOf(ctx, m)
 		rn.next = m.Offset + 1
-		var e event.Event
-		err := dec.Decode(m.Source, m.Value, &e)
-		if err == nil && e.TS > horizon {
-			err = errors.New(futureReason(e.TS, p.cfg.MaxFuture))
-		}
+		e, err := p.decode(&dec, m, horizon)
 		if err != nil {
 			eb.dls = append(eb.dls, ingest.DeadLetter{Msg: m, Reason: err.Error()})
 			continue
@@ -582,10 +592,7 @@ func (p *Pipeline) route(ctx context.Context, batch []ingest.Message) *evaluated
 		}
 	}
 	eb.routed = p.appendProgress(eb.routed, batch)
-	eb.recs = make([]storage.Record, len(eb.events))
-	for i := range eb.events {
-		eb.recs[i] = storage.Record{Event: &eb.events[i], Origin: origins[i]}
-	}
+	eb.recs = records(eb.events, origins)
 	p.count(eb, began)
 	return eb
 }

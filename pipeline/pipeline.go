@@ -420,9 +420,7 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 				eb.marks = append(eb.marks, m.Ref())
 				continue
 			}
-			if m.OriginTopic != "" {
-				o = storage.Origin{Topic: m.OriginTopic, Partition: int32(m.OriginPartition), Offset: m.OriginOffset}
-			}
+			o = originOf(m)
 		}
 		q := s.order.queue(m.Source, o.Topic, o.Partition)
 		if o.Offset <= q.accepted {
@@ -436,11 +434,7 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 			}
 			continue
 		}
-		var e event.Event
-		err := dec.Decode(m.Source, m.Value, &e)
-		if err == nil && e.TS > horizon {
-			err = errors.New(futureReason(e.TS, p.cfg.MaxFuture))
-		}
+		e, err := p.decode(&dec, m, horizon)
 		if err != nil {
 			q.accepted = o.Offset
 			eb.dls = append(eb.dls, ingest.DeadLetter{Msg: m, Reason: err.Error()})
@@ -451,11 +445,7 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 		// scratch space is shared: own the strings before the next decode.
 		eb.events = append(eb.events, e.Clone()) // within capacity: pointers stay valid
 		origins = append(origins, o)
-		at := e.TS
-		if m.MergeTS != 0 {
-			at = m.MergeTS
-		}
-		s.order.push(q, item{ev: &eb.events[len(eb.events)-1], origin: o, kafka: m.Offset, at: at, arrived: unixNano(m.Time)})
+		s.order.push(q, item{ev: &eb.events[len(eb.events)-1], origin: o, kafka: m.Offset, at: mergeAt(m, e.TS), arrived: unixNano(m.Time)})
 	}
 	if (!p.known || p.waiting()) && time.Since(p.positionsAt) >= positionsEvery {
 		p.refreshPositions(ctx)
@@ -480,13 +470,30 @@ func (p *Pipeline) evaluate(ctx context.Context, batch []ingest.Message) *evalua
 	}
 	if p.cfg.Keyed == nil {
 		// Keyed detection reads records the router stored.
-		eb.recs = make([]storage.Record, len(eb.events))
-		for i := range eb.events {
-			eb.recs[i] = storage.Record{Event: &eb.events[i], Origin: origins[i]}
-		}
+		eb.recs = records(eb.events, origins)
 	}
 	p.count(eb, began)
 	return eb
+}
+
+// decode decodes a fetched record, rejecting one dated more than MaxFuture
+// ahead of horizon's clock.
+func (p *Pipeline) decode(dec *event.Decoder, m ingest.Message, horizon int64) (event.Event, error) {
+	var e event.Event
+	err := dec.Decode(m.Source, m.Value, &e)
+	if err == nil && e.TS > horizon {
+		err = errors.New(futureReason(e.TS, p.cfg.MaxFuture))
+	}
+	return e, err
+}
+
+// records pairs decoded events with their origins for storing.
+func records(events []event.Event, origins []storage.Origin) []storage.Record {
+	recs := make([]storage.Record, len(events))
+	for i := range events {
+		recs[i] = storage.Record{Event: &events[i], Origin: origins[i]}
+	}
+	return recs
 }
 
 // count updates the metrics of an evaluated batch.
@@ -613,7 +620,9 @@ func (p *Pipeline) persist(ctx context.Context, eb *evaluatedBatch) error {
 		}
 	}
 	if len(eb.routed) > 0 {
-		if err := p.retryAll(ctx, "repartition topics", func() error { return p.cfg.Router.Write(ctx, eb.routed) }); err != nil {
+		// Kafka errors are never bad data: retry treats them as transient,
+		// as for the dead-letter topic.
+		if err := p.retry(ctx, "repartition topics", func() error { return p.cfg.Router.Write(ctx, eb.routed) }); err != nil {
 			return err
 		}
 	}
@@ -730,20 +739,6 @@ func (p *Pipeline) retry(ctx context.Context, what string, f func() error) error
 			return fmt.Errorf("storing %s: %w", what, err)
 		}
 		p.Stats.InsertRetries.Add(1)
-		if werr := p.wait(ctx, attempt, what, err); werr != nil {
-			return werr
-		}
-	}
-}
-
-// retryAll runs f until it succeeds or ctx ends: Kafka errors are all
-// worth retrying, kafka-go having retried the transient ones already.
-func (p *Pipeline) retryAll(ctx context.Context, what string, f func() error) error {
-	for attempt := 0; ; attempt++ {
-		err := f()
-		if err == nil {
-			return nil
-		}
 		if werr := p.wait(ctx, attempt, what, err); werr != nil {
 			return werr
 		}
