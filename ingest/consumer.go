@@ -429,9 +429,13 @@ func (c *Consumer) listOffsets(ctx context.Context, parts map[string][]int, req 
 // partitionsOf returns the partitions of topics, or an error naming a topic
 // that does not exist.
 func (c *Consumer) partitionsOf(ctx context.Context, topics []string) (map[string][]int, error) {
+	return partitionsOf(ctx, c.client, topics)
+}
+
+func partitionsOf(ctx context.Context, client *kafka.Client, topics []string) (map[string][]int, error) {
 	var md *kafka.MetadataResponse
 	err := retry(ctx, func() (err error) {
-		md, err = c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+		md, err = client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 		return err
 	})
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/sasl"
 )
 
 // Dead-letter header names (see DeadLetterWriter).
@@ -53,7 +52,24 @@ func NewDeadLetterWriter(cfg Config) (*DeadLetterWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, transport := newWriter(cfg, mech, cfg.DeadLetterTopic, &kafka.Hash{}, "deadletter") // by original key; round robin for nil keys
+	// An own Transport: the default one's goroutines outlive Close (gotcha 8).
+	transport := cfg.newTransport(mech)
+	info, errs := kafkaLoggers(cfg.Logger, "deadletter")
+	w := &kafka.Writer{
+		Addr:     kafka.TCP(cfg.Brokers...),
+		Topic:    cfg.DeadLetterTopic,
+		Balancer: &kafka.Hash{}, // by original key; round robin for nil keys
+		// The zero value is RequireNone: fire and forget, errors unseen
+		// (gotcha 9).
+		RequiredAcks: kafka.RequireAll,
+		// The defaults (100 messages, 1s) make a small write take a second
+		// (gotcha 10).
+		BatchSize:    10000,
+		BatchTimeout: 5 * time.Millisecond,
+		Transport:    transport,
+		Logger:       info,
+		ErrorLogger:  errs,
+	}
 	return &DeadLetterWriter{w: w, transport: transport}, nil
 }
 
@@ -79,7 +95,24 @@ func (w *DeadLetterWriter) Write(ctx context.Context, dls []DeadLetter) error {
 			},
 		}
 	}
-	return writeAll(ctx, w.w, msgs, "dead letters")
+	if err := w.w.WriteMessages(ctx, msgs...); err != nil {
+		var werrs kafka.WriteErrors
+		if errors.As(err, &werrs) {
+			failed := 0
+			var first error
+			for _, e := range werrs {
+				if e != nil {
+					failed++
+					if first == nil {
+						first = e
+					}
+				}
+			}
+			return fmt.Errorf("ingest: dead letters: %d of %d not written: %w", failed, len(msgs), first)
+		}
+		return fmt.Errorf("ingest: dead letters: %w", err)
+	}
+	return nil
 }
 
 // Close flushes and closes the writer.
@@ -90,52 +123,4 @@ func (w *DeadLetterWriter) Close() error {
 	err := w.w.Close()
 	w.transport.CloseIdleConnections()
 	return err
-}
-
-// newWriter returns a synchronous writer that waits for every in-sync
-// replica, on a Transport of its own (the default one's goroutines outlive
-// Close, gotcha 8). An empty topic means each message names its own.
-func newWriter(cfg Config, mech sasl.Mechanism, topic string, b kafka.Balancer, component string) (*kafka.Writer, *kafka.Transport) {
-	transport := cfg.newTransport(mech)
-	info, errs := kafkaLoggers(cfg.Logger, component)
-	return &kafka.Writer{
-		Addr:     kafka.TCP(cfg.Brokers...),
-		Topic:    topic,
-		Balancer: b,
-		// The zero value is RequireNone: fire and forget, errors unseen
-		// (gotcha 9).
-		RequiredAcks: kafka.RequireAll,
-		// The defaults (100 messages, 1s) make a small write take a second
-		// (gotcha 10).
-		BatchSize:    10000,
-		BatchTimeout: 5 * time.Millisecond,
-		Transport:    transport,
-		Logger:       info,
-		ErrorLogger:  errs,
-	}, transport
-}
-
-// writeAll writes msgs and returns once the broker has acknowledged all of
-// them, or an error counting those that failed. kafka-go retries transient
-// failures (10 attempts, backoff up to 1s) within ctx.
-func writeAll(ctx context.Context, w *kafka.Writer, msgs []kafka.Message, what string) error {
-	err := w.WriteMessages(ctx, msgs...)
-	if err == nil {
-		return nil
-	}
-	var werrs kafka.WriteErrors
-	if errors.As(err, &werrs) {
-		failed := 0
-		var first error
-		for _, e := range werrs {
-			if e != nil {
-				failed++
-				if first == nil {
-					first = e
-				}
-			}
-		}
-		return fmt.Errorf("ingest: %s: %d of %d not written: %w", what, failed, len(msgs), first)
-	}
-	return fmt.Errorf("ingest: %s: %w", what, err)
 }

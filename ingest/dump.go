@@ -28,9 +28,10 @@ func DumpPartition(ctx context.Context, cfg Config, topic string, partition int,
 // ReadPartition calls fn, in offset order, for the records of one partition
 // from offset from (or its log start, if later) up to, not including,
 // offset until (the end as of the call for a negative until), and stops at
-// fn's first error, which it returns. Source is not set; the origin of repartitioned records is. Keyed
-// detection rebuilds a partition's state with it when it gains the
-// partition: the topic's retention bounds what is read.
+// fn's first error, which it returns. Source is not set; the origin of
+// repartitioned records is. Keyed detection rebuilds a partition's state
+// with it when it gains the partition: the topic's retention bounds what
+// is read.
 func ReadPartition(ctx context.Context, cfg Config, topic string, partition int, from, until int64, fn func(Message) error) error {
 	mech, err := cfg.saslMechanism()
 	if err != nil {

@@ -256,10 +256,9 @@ func EnsureTopics(ctx context.Context, cfg Config, topics map[string]TopicSpec) 
 		names = append(names, name)
 	}
 	// A broker may answer metadata for a new topic a moment after creating it.
-	c := &Consumer{client: client}
 	var parts map[string][]int
 	for attempt := 0; ; attempt++ {
-		if parts, err = c.partitionsOf(ctx, names); err == nil {
+		if parts, err = partitionsOf(ctx, client, names); err == nil {
 			break
 		}
 		if attempt == 20 {
