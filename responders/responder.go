@@ -317,21 +317,17 @@ func (r *Responder) Run(ctx context.Context) error {
 		poll = t.C
 	}
 	lastRefresh := time.Now()
-	polled := false
 	for {
 		if r.catchUp.Swap(false) {
 			r.runCatchUp(ctx, true)
-		} else if polled {
-			r.runCatchUp(ctx, false)
 		}
-		polled = false
 		select {
 		case <-ctx.Done():
 			return nil
 		case a := <-r.queue:
 			r.handle(ctx, a)
 		case <-poll:
-			polled = true
+			r.runCatchUp(ctx, false)
 		case <-expiry.C:
 			r.expire(ctx)
 		case <-reconcile.C:

@@ -15,8 +15,7 @@ import (
 
 // stateCollector reports, at scrape time, what is read rather than
 // counted: per-rule detector state, consumer lag from the brokers' real end
-// offsets, committed offsets, and the responders' gauges.
-// stateCollector reports gauges read at scrape time. consumers are the
+// offsets, committed offsets, and the responders' gauges. consumers are the
 // daemon's consumer groups: in keyed mode the router's (input topics) and
 // the detectors' (repartition topics); a partition both read is reported
 // for the first. leading reports whether this replica leads the fleet
@@ -58,27 +57,24 @@ func stateCollector(pl *pipeline.Pipeline, resp *responders.Responder, leading f
 				topic string
 				p     int
 			}
+			// perPartition reports each partition of values once.
+			perPartition := func(desc *prometheus.Desc, seen map[tp]bool, values map[string]map[int]int64) {
+				for topic, parts := range values {
+					for p, v := range parts {
+						if k := (tp{topic, p}); !seen[k] {
+							seen[k] = true
+							ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(v), topic, strconv.Itoa(p))
+						}
+					}
+				}
+			}
 			seenCommitted, seenLag := map[tp]bool{}, map[tp]bool{}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
 			for _, consumer := range consumers {
-				for topic, parts := range consumer.Committed() {
-					for p, off := range parts {
-						if k := (tp{topic, p}); !seenCommitted[k] {
-							seenCommitted[k] = true
-							ch <- prometheus.MustNewConstMetric(committed, prometheus.GaugeValue, float64(off), topic, strconv.Itoa(p))
-						}
-					}
-				}
+				perPartition(committed, seenCommitted, consumer.Committed())
 				if l, err := consumer.Lag(ctx); err == nil {
-					for topic, parts := range l {
-						for p, n := range parts {
-							if k := (tp{topic, p}); !seenLag[k] {
-								seenLag[k] = true
-								ch <- prometheus.MustNewConstMetric(lag, prometheus.GaugeValue, float64(n), topic, strconv.Itoa(p))
-							}
-						}
-					}
+					perPartition(lag, seenLag, l)
 				}
 			}
 			ch <- prometheus.MustNewConstMetric(leader, prometheus.GaugeValue, b01(leading()))

@@ -270,6 +270,7 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 		defer det.Close()
 		pl = pipeline.New(plCfg, consumer, store, dlq, det)
 		pls, consumers = []*pipeline.Pipeline{pl}, []*ingest.Consumer{consumer}
+		longLead.Store(newLong()) // one replica: it always evaluates the long-window rules
 		// Continue where the last run stopped: replay the committed history of
 		// the rules' lookback so windows, baselines and cooldowns are whole.
 		if lb := detector.Lookback(inMem, cfg.Detector.Lateness.D(), cfg.Detector.RebuildLookback.D()); lb > 0 {
@@ -284,9 +285,6 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 			}
 			log.Info("detection state rebuilt from ClickHouse", "events", n, "lookback", lb.String(), "took", time.Since(began).Round(time.Millisecond).String())
 		}
-	}
-	if !keyed {
-		longLead.Store(newLong())
 	}
 	consumer := consumers[0]
 	reg.MustRegister(stateCollector(pl, resp, func() bool { return !keyed || longLead.Load() != nil }, respLead.Load, consumers...))

@@ -49,6 +49,9 @@ func startKeyed(ctx context.Context, cfg *config.Config, rs []*rules.Rule, icfg 
 		keyedBy[s] = fields
 	}
 	fams := pipeline.Families(rs, prefix, inputs, keyedBy)
+	if len(fams) == 0 {
+		return nil, errors.New("scaling.mode keyed: no rules are loaded, so there is nothing to partition by")
+	}
 	lookback := func(rs []*rules.Rule) time.Duration {
 		return detector.Lookback(rs, cfg.Detector.Lateness.D(), cfg.Detector.RebuildLookback.D())
 	}
@@ -78,9 +81,6 @@ func startKeyed(ctx context.Context, cfg *config.Config, rs []*rules.Rule, icfg 
 				Configs: map[string]string{"retention.ms": strconv.FormatInt(retention(f.Rules).Milliseconds(), 10)}}
 		}
 	}
-	if len(fams) == 0 {
-		return nil, errors.New("scaling.mode keyed: no rules are loaded, so there is nothing to partition by")
-	}
 	tctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := ingest.EnsureTopics(tctx, icfg, specs); err != nil {
@@ -106,8 +106,8 @@ func startKeyed(ctx context.Context, cfg *config.Config, rs []*rules.Rule, icfg 
 	read := func(ctx context.Context, topic string, partition int, from, until int64, fn func(ingest.Message) error) error {
 		return ingest.ReadPartition(ctx, icfg, topic, partition, from, until, fn)
 	}
-	enrich := detectorConfig(cfg)
-	rcfg.OnAlert, rcfg.Routes, rcfg.Router, rcfg.Read, rcfg.Enrich = nil, pipeline.Routes(fams, sc.Partitions), k.router, read, enrich.Enrich
+	detCfg := detectorConfig(cfg)
+	rcfg.OnAlert, rcfg.Routes, rcfg.Router, rcfg.Read, rcfg.Enrich = nil, pipeline.Routes(fams, sc.Partitions), k.router, read, detCfg.Enrich
 	k.route = pipeline.New(rcfg, rc, store, dlq, nil)
 
 	dcfg := icfg
@@ -118,7 +118,6 @@ func startKeyed(ctx context.Context, cfg *config.Config, rs []*rules.Rule, icfg 
 		return nil, err
 	}
 	k.consumers = append(k.consumers, dc)
-	detCfg := detectorConfig(cfg)
 	detCfg.Shards = 1 // one detector per partition; partitions spread the work
 	if detCfg.Epoch, err = streamEpoch(ctx, dc, icfg); err != nil {
 		k.close()
