@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/vigil-sec/vigil/devbroker/brokertest"
 	"github.com/vigil-sec/vigil/internal/chtest"
 	"github.com/vigil-sec/vigil/internal/itest"
 	"github.com/vigil-sec/vigil/traffic"
@@ -30,15 +28,8 @@ func TestDaemonAcceptance(t *testing.T) {
 	if raceEnabled {
 		dur, rate = 30*time.Minute, 30
 	}
-	var reqs, auds bytes.Buffer
-	if _, err := traffic.Generate(traffic.Config{Duration: dur, Rate: rate, Seed: 41,
-		Attacks: traffic.AttackNames(), InvalidPerMille: 3}, &reqs, &auds); err != nil {
-		t.Fatal(err)
-	}
-	s := newStream(reqs.Bytes(), auds.Bytes(), 1000)
 	topics := map[string]int{"requests": 4, "audit": 2}
-	broker := brokertest.Start(t, map[string]int32{"requests": 4, "audit": 2, "dlq": 1})
-	produced := itest.Produce(t, broker.Addr(), "requests", s.reqs) + itest.Produce(t, broker.Addr(), "audit", s.auds)
+	s, broker, produced := streamOnBroker(t, traffic.Config{Duration: dur, Rate: rate, Seed: 41, InvalidPerMille: 3}, 1000, topics)
 	t.Logf("produced %d records (%d invalid, %d duplicates) in %v", produced, s.invalid, s.dupReq+s.dupAud, time.Since(start).Round(time.Millisecond))
 
 	addr, db := chtest.NewDatabase(t)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,7 +19,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/vigil-sec/vigil/devbroker/brokertest"
 	"github.com/vigil-sec/vigil/internal/chtest"
 	"github.com/vigil-sec/vigil/internal/itest"
 	"github.com/vigil-sec/vigil/traffic"
@@ -260,17 +258,10 @@ func TestDaemonSurvivesKill9(t *testing.T) {
 		t.Skip("integration test: needs ClickHouse and the dev broker")
 	}
 	start := time.Now()
-	var reqs, auds bytes.Buffer
-	if _, err := traffic.Generate(traffic.Config{Duration: 22 * time.Minute, Rate: 30, Seed: 31,
-		Attacks: traffic.AttackNames(), InvalidPerMille: 5}, &reqs, &auds); err != nil {
-		t.Fatal(err)
-	}
 	// Several partitions, and some records sent twice by the producer.
-	s := newStream(reqs.Bytes(), auds.Bytes(), dupEveryForTest())
 	topics := map[string]int{"requests": 3, "audit": 2}
-	broker := brokertest.Start(t, map[string]int32{"requests": 3, "audit": 2, "dlq": 1})
-	nReq := uint64(itest.Produce(t, broker.Addr(), "requests", s.reqs))
-	nAud := uint64(itest.Produce(t, broker.Addr(), "audit", s.auds))
+	s, broker, produced := streamOnBroker(t, traffic.Config{Duration: 22 * time.Minute, Rate: 30, Seed: 31, InvalidPerMille: 5},
+		dupEveryForTest(), topics)
 	addr, db := chtest.NewDatabase(t)
 	t.Cleanup(func() { dropConn(addr, db) }) // before the database is dropped (cleanups run last first)
 	rulesDir, err := filepath.Abs("../../configs/rules")
@@ -319,7 +310,6 @@ log:
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("%d kills, seed %d", kills, seed)
 	var storedAtKill []uint64
-	produced := nReq + nAud
 	for k := 1; k <= kills; k++ {
 		launched := time.Now()
 		d := startDaemon(t, cfgPath, logPath)
@@ -362,7 +352,7 @@ log:
 
 	restart := time.Now()
 	d2 := startDaemon(t, cfgPath, logPath)
-	total := nReq + nAud
+	total := produced
 	waitCommitted(t, d2, broker.Addr(), topics, patience)
 	caughtUp := time.Since(restart)
 	// The responders triage every stored alert into an incident, including

@@ -12,10 +12,13 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/detector"
+	"github.com/vigil-sec/vigil/devbroker"
+	"github.com/vigil-sec/vigil/devbroker/brokertest"
 	"github.com/vigil-sec/vigil/event"
 	"github.com/vigil-sec/vigil/internal/itest"
 	"github.com/vigil-sec/vigil/replay"
 	"github.com/vigil-sec/vigil/rules"
+	"github.com/vigil-sec/vigil/traffic"
 )
 
 // stream is generated traffic as produced: the lines of each topic, with
@@ -82,6 +85,28 @@ func newStream(reqs, auds []byte, dupEvery int) *stream {
 	s.expReq = itest.Expired(reqs, event.Requests, 90*24*time.Hour)
 	s.expAud = itest.Expired(auds, event.Audit, 365*24*time.Hour)
 	return s
+}
+
+// streamOnBroker generates traffic with every attack (tc's duration,
+// rate, seed and invalid records), adds records the producer sends twice
+// (one valid line in dupEvery), starts a dev broker with the input topics'
+// partitions and a dead-letter topic, and produces the stream. It returns
+// the stream, the broker and how many records were produced.
+func streamOnBroker(t testing.TB, tc traffic.Config, dupEvery int, partitions map[string]int) (*stream, *devbroker.Broker, uint64) {
+	t.Helper()
+	tc.Attacks = traffic.AttackNames()
+	var reqs, auds bytes.Buffer
+	if _, err := traffic.Generate(tc, &reqs, &auds); err != nil {
+		t.Fatal(err)
+	}
+	s := newStream(reqs.Bytes(), auds.Bytes(), dupEvery)
+	topics := map[string]int32{"dlq": 1}
+	for topic, n := range partitions {
+		topics[topic] = int32(n)
+	}
+	broker := brokertest.Start(t, topics)
+	n := itest.Produce(t, broker.Addr(), "requests", s.reqs) + itest.Produce(t, broker.Addr(), "audit", s.auds)
+	return s, broker, uint64(n)
 }
 
 // replayMerged runs `vigil replay --merge` over per-partition files (the

@@ -32,15 +32,9 @@ func TestKeyedReplicas(t *testing.T) {
 		t.Skip("integration test: needs ClickHouse and the dev broker")
 	}
 	start := time.Now()
-	var reqs, auds bytes.Buffer
-	if _, err := traffic.Generate(traffic.Config{Duration: 12 * time.Minute, Rate: 30, Seed: 47,
-		Attacks: traffic.AttackNames(), InvalidPerMille: 5}, &reqs, &auds); err != nil {
-		t.Fatal(err)
-	}
-	s := newStream(reqs.Bytes(), auds.Bytes(), dupEveryForTest())
 	inputs := map[string]int{"requests": 4, "audit": 2}
-	broker := brokertest.Start(t, map[string]int32{"requests": 4, "audit": 2, "dlq": 1})
-	total := uint64(itest.Produce(t, broker.Addr(), "requests", s.reqs)) + uint64(itest.Produce(t, broker.Addr(), "audit", s.auds))
+	s, broker, total := streamOnBroker(t, traffic.Config{Duration: 12 * time.Minute, Rate: 30, Seed: 47, InvalidPerMille: 5},
+		dupEveryForTest(), inputs)
 	addr, db := chtest.NewDatabase(t)
 	t.Cleanup(func() { dropConn(addr, db) })
 	rulesDir, err := filepath.Abs("../../configs/rules")
