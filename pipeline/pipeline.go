@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,9 @@ type Config struct {
 	// MaxBuffered caps messages held between Kafka and ClickHouse; fetching
 	// pauses when it is reached (backpressure). Default 4 × BatchSize.
 	MaxBuffered int
+	// Inserts is how many batches' events inserts may run at once; default
+	// 2, lowered when MaxBuffered holds too few batches for them.
+	Inserts int
 	// MaxReorder caps the decoded events waiting for the other partitions
 	// to move past their event time (see reorderer). Default
 	// DefaultMaxReorder or MaxBuffered, whichever is larger.
@@ -152,6 +156,12 @@ func New(cfg Config, src Source, store Store, dlq DeadLetterSink, det *detector.
 	if cfg.MaxBuffered < cfg.BatchSize {
 		cfg.MaxBuffered = 4 * cfg.BatchSize
 	}
+	if cfg.Inserts <= 0 {
+		cfg.Inserts = 2
+	}
+	// MaxBuffered holds the batch being filled, one queued, the one being
+	// evaluated and those being stored.
+	cfg.Inserts = max(1, min(cfg.Inserts, cfg.MaxBuffered/cfg.BatchSize-3))
 	if cfg.MaxReorder <= 0 {
 		cfg.MaxReorder = max(cfg.MaxBuffered, DefaultMaxReorder)
 	}
@@ -211,8 +221,8 @@ func (p *Pipeline) Reload(rs []*rules.Rule) {
 // committed, before Run returns. Only an unrecoverable error returns early.
 func (p *Pipeline) Run(ctx context.Context) error {
 	// Queue depth: MaxBuffered counts the batch being filled, the queued
-	// ones, the one being evaluated and the one being stored.
-	depth := p.cfg.MaxBuffered/p.cfg.BatchSize - 3
+	// ones, the one being evaluated and the ones being stored.
+	depth := p.cfg.MaxBuffered/p.cfg.BatchSize - 2 - p.cfg.Inserts
 	if depth < 1 {
 		depth = 1
 	}
@@ -281,17 +291,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	go func() {
-		var err error
-		for eb := range evaluated {
-			if err == nil {
-				if err = p.persist(drainCtx, eb); err != nil {
-					stopFetch() // unrecoverable: stop consuming, drain, return it
-				}
-			}
-		}
-		done <- err
-	}()
+	go func() { done <- p.persist(drainCtx, evaluated, stopFetch) }()
 	fetchErr := p.fetch(fetchCtx, batches)
 	close(batches)
 	procErr := <-done
@@ -310,7 +310,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 // blocks it, which pauses consumption.
 func (p *Pipeline) fetch(ctx context.Context, out chan<- []ingest.Message) error {
 	batch := make([]ingest.Message, 0, p.cfg.BatchSize)
-	deadline := time.Now().Add(p.cfg.BatchInterval)
+	// A batch's deadline is one context for all its fetches: creating one
+	// per record costs as much as fetching the record.
+	fctx, cancel := context.WithTimeout(ctx, p.cfg.BatchInterval)
+	defer func() { cancel() }()
 	flush := func() {
 		if len(batch) > 0 {
 			p.cfg.Metrics.Buffered.Add(float64(len(batch)))
@@ -318,12 +321,11 @@ func (p *Pipeline) fetch(ctx context.Context, out chan<- []ingest.Message) error
 			out <- batch
 			batch = make([]ingest.Message, 0, p.cfg.BatchSize)
 		}
-		deadline = time.Now().Add(p.cfg.BatchInterval)
+		cancel()
+		fctx, cancel = context.WithTimeout(ctx, p.cfg.BatchInterval)
 	}
 	for {
-		fctx, cancel := context.WithDeadline(ctx, deadline)
 		m, err := p.src.Fetch(fctx)
-		cancel()
 		switch {
 		case err == nil:
 			p.Stats.Consumed.Add(1)
@@ -531,9 +533,15 @@ func (p *Pipeline) releaseTo(s *shard, marks []ingest.Message, emit func(*detect
 	for i := 0; i < len(p.released); {
 		// One detector call per run of rebuilt or live events.
 		j, rebuilt := i, p.released[i].rebuilt
+		for j < len(p.released) && p.released[j].rebuilt == rebuilt {
+			j++
+		}
+		if !rebuilt {
+			marks = slices.Grow(marks, j-i) // a batch's marks at once, not by doubling
+		}
 		p.runEvents = p.runEvents[:0]
-		for ; j < len(p.released) && p.released[j].rebuilt == rebuilt; j++ {
-			it := &p.released[j]
+		for k := i; k < j; k++ {
+			it := &p.released[k]
 			p.runEvents = append(p.runEvents, *it.ev)
 			if !rebuilt {
 				marks = append(marks, s.ref(it))
@@ -605,13 +613,64 @@ func (p *Pipeline) refreshPositions(ctx context.Context) {
 	}
 }
 
-// persist writes an evaluated batch — events, dead letters, alerts — and
-// only then marks its records stored and commits.
-func (p *Pipeline) persist(ctx context.Context, eb *evaluatedBatch) error {
-	bad, err := p.storeEvents(ctx, eb.recs, batchToken(eb.batch))
-	if err != nil {
-		return err
+// persist stores evaluated batches. The events of up to cfg.Inserts
+// batches are inserted at once, so that the client encodes one batch while
+// the server writes another; the rest of each batch (finish) follows in
+// batch order. After an unrecoverable error it stops fetching, abandons
+// the inserts under way and returns the error once every batch is handed
+// over.
+func (p *Pipeline) persist(ctx context.Context, evaluated <-chan *evaluatedBatch, stopFetch func()) error {
+	type storing struct {
+		eb   *evaluatedBatch
+		bad  []ingest.DeadLetter
+		err  error
+		done chan struct{}
 	}
+	insCtx, abandon := context.WithCancel(ctx)
+	defer abandon()
+	// A batch leaves evaluated only when a slot is free, so that no more
+	// than cfg.Inserts batches are held here (MaxBuffered counts them).
+	slots := make(chan struct{}, p.cfg.Inserts)
+	started := make(chan *storing, p.cfg.Inserts)
+	go func() {
+		defer close(started)
+		for {
+			slots <- struct{}{}
+			eb, ok := <-evaluated
+			if !ok {
+				return
+			}
+			s := &storing{eb: eb, done: make(chan struct{})}
+			started <- s
+			go func() {
+				defer close(s.done)
+				if s.err = insCtx.Err(); s.err == nil {
+					s.bad, s.err = p.storeEvents(insCtx, eb.recs, batchToken(eb.batch))
+				}
+			}()
+		}
+	}()
+	var err error
+	for s := range started {
+		<-s.done
+		if err == nil {
+			if err = s.err; err == nil {
+				err = p.finish(ctx, s.eb, s.bad)
+			}
+			if err != nil {
+				abandon()
+				stopFetch() // unrecoverable: stop consuming, drain, return it
+			}
+		}
+		<-slots
+	}
+	return err
+}
+
+// finish completes a batch whose events are stored (bad are the ones
+// ClickHouse rejected): dead letters, repartition writes and alerts, and
+// only then marks its records stored and commits.
+func (p *Pipeline) finish(ctx context.Context, eb *evaluatedBatch, bad []ingest.DeadLetter) error {
 	withOriginalBytes(bad, eb.batch)
 	dls := append(eb.dls, bad...)
 	if len(dls) > 0 {

@@ -136,6 +136,20 @@ func Server(t testing.TB) Addr {
 	return shared.Addr
 }
 
+// ServerPID returns the process id of the server this binary started, and
+// false when it uses a server of VIGIL_CLICKHOUSE_ADDR or has none yet:
+// benchmarks read the server's CPU time from it.
+func ServerPID() (int, bool) {
+	sharedMu.Lock()
+	inst := shared
+	sharedMu.Unlock()
+	if inst == nil {
+		return 0, false
+	}
+	pid, err := inst.PID()
+	return pid, err == nil
+}
+
 func pingEnvServer(native string) error {
 	envMu.Lock()
 	defer envMu.Unlock()
