@@ -78,6 +78,7 @@ type ClickHouse struct {
 	BatchSize     int       `yaml:"batch_size" doc:"events per insert"`
 	BatchInterval Duration  `yaml:"batch_interval" doc:"longest wait before a partial batch is inserted"`
 	MaxBuffered   int       `yaml:"max_buffered_events" doc:"events held in memory while ClickHouse is slow or down; consumption pauses at this cap"`
+	Inserts       int       `yaml:"concurrent_inserts" doc:"batches whose events are inserted at once, so that one is encoded while the server writes another; each counts in max_buffered_events, which must hold concurrent_inserts + 3 batches. 0 = 2, or 1 when max_buffered_events holds fewer than 5 batches"`
 	Retention     Retention `yaml:"retention"`
 	Cluster       string    `yaml:"cluster" doc:"a cluster of the servers' remote_servers: each table is a table per shard behind a Distributed table (docs/clickhouse-cluster.md); empty = one server"`
 	Shards        []string  `yaml:"shards" doc:"with cluster: the native address of every server of it; the schema is then created on each in turn and not replicated (clusters without Keeper). Empty = ON CLUSTER DDL and replicated tables, which need Keeper"`
@@ -214,6 +215,9 @@ func (c *Config) validate() []string {
 	}
 	if c.ClickHouse.MaxBuffered < c.ClickHouse.BatchSize {
 		bad("clickhouse.max_buffered_events", "must be at least clickhouse.batch_size (%d)", c.ClickHouse.BatchSize)
+	}
+	if n := c.ClickHouse.Inserts; n < 0 || (n > 0 && c.ClickHouse.BatchSize > 0 && (n+3)*c.ClickHouse.BatchSize > c.ClickHouse.MaxBuffered) {
+		bad("clickhouse.concurrent_inserts", "%d needs clickhouse.max_buffered_events of at least (concurrent_inserts + 3) × batch_size = %d: raise it, or set 0 for the default", n, (max(n, 0)+3)*c.ClickHouse.BatchSize)
 	}
 	if c.ClickHouse.Retention.Requests < Duration(24*time.Hour) || c.ClickHouse.Retention.Audit < Duration(24*time.Hour) {
 		bad("clickhouse.retention", "keep records at least 1d (the policies ask for 90d of request logs and 365d of audit logs)")

@@ -86,6 +86,8 @@ func TestProblemsNameTheKeyAndPosition(t *testing.T) {
 				`c.yaml: rules.paths: name at least one rule file or directory, e.g. [/etc/vigil/rules]`,
 				`c.yaml: log.level: unknown level "loud"; use debug, info, warn or error`}},
 		{"bad YAML is positioned", "kafka: [\n", nil, []string{`c.yaml:1:1: invalid YAML: did not find expected node content`}},
+		{"concurrent inserts must fit in the buffer", "clickhouse:\n  concurrent_inserts: 4\n  batch_size: 1000\n  max_buffered_events: 5000\nrules: {paths: [r]}\n", nil,
+			[]string{`c.yaml: clickhouse.concurrent_inserts: 4 needs clickhouse.max_buffered_events of at least (concurrent_inserts + 3) × batch_size = 7000: raise it, or set 0 for the default`}},
 		{"shards without a cluster are an error", "clickhouse:\n  shards: [ch1:9000, ch2:9000]\nrules: {paths: [r]}\n", nil,
 			[]string{`c.yaml: clickhouse.shards: needs clickhouse.cluster, the cluster these servers form`}},
 	}

@@ -296,7 +296,7 @@ func BenchmarkAlertLatency(b *testing.B) {
 				written := map[int64]time.Time{}
 				var fired []*detector.Alert
 				var firedAt []time.Time
-				pl := New(Config{BatchSize: 50000, BatchInterval: c.interval, ReorderSlack: slack, OnAlert: func(a *detector.Alert) {
+				pl := New(Config{BatchSize: 50000, BatchInterval: c.interval, MaxBuffered: 500000, ReorderSlack: slack, OnAlert: func(a *detector.Alert) {
 					mu.Lock()
 					fired, firedAt = append(fired, a), append(firedAt, time.Now())
 					mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/itest"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,7 +85,11 @@ func TestPipelineStoresEverythingAndAlertsLikeReplay(t *testing.T) {
 	defer dlq.Close()
 	det := detector.New(set.Rules, detector.Config{Shards: 2})
 	defer det.Close()
-	pl := New(Config{BatchSize: 20000, BatchInterval: 300 * time.Millisecond}, consumer, store, dlq, det)
+	// Small batches, two inserted at once, every other one slowed down so
+	// that later batches' inserts finish first: what follows the inserts
+	// must still go in batch order.
+	slow := &overlapStore{Store: store}
+	pl := New(Config{BatchSize: 5000, BatchInterval: 300 * time.Millisecond, MaxBuffered: 50000}, consumer, slow, dlq, det)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -101,6 +106,9 @@ func TestPipelineStoresEverythingAndAlertsLikeReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if n := slow.most.Load(); n != 2 {
+		t.Errorf("at most %d events inserts ran at once, want 2 (the default)", n)
+	}
 	lag, err := consumer.Lag(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -153,4 +161,22 @@ func testIngest(addr, group string) ingest.Config {
 		Topics:         map[string]event.Source{"requests": event.Requests, "audit": event.Audit},
 		SessionTimeout: time.Second, HeartbeatInterval: 200 * time.Millisecond, RebalanceTimeout: 2 * time.Second,
 		MaxWait: 250 * time.Millisecond}
+}
+
+// overlapStore slows every other events insert down and records how many
+// ran at once.
+type overlapStore struct {
+	*storage.Store
+	calls, running, most atomic.Int32
+}
+
+func (s *overlapStore) InsertEvents(ctx context.Context, recs []storage.Record, token string) error {
+	n := s.running.Add(1)
+	defer s.running.Add(-1)
+	for m := s.most.Load(); n > m && !s.most.CompareAndSwap(m, n); m = s.most.Load() {
+	}
+	if s.calls.Add(1)%2 == 1 {
+		time.Sleep(150 * time.Millisecond)
+	}
+	return s.Store.InsertEvents(ctx, recs, token)
 }

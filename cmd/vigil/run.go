@@ -207,7 +207,7 @@ func runDaemon(cfgPath string, cfg *config.Config, set *rules.Set, log *slog.Log
 	}
 	plCfg := pipeline.Config{
 		BatchSize: cfg.ClickHouse.BatchSize, BatchInterval: cfg.ClickHouse.BatchInterval.D(),
-		MaxBuffered: cfg.ClickHouse.MaxBuffered, ReorderSlack: offIfZero(cfg.Detector.ReorderSlack.D()), Logger: log, Metrics: m,
+		MaxBuffered: cfg.ClickHouse.MaxBuffered, Inserts: cfg.ClickHouse.Inserts, ReorderSlack: offIfZero(cfg.Detector.ReorderSlack.D()), Logger: log, Metrics: m,
 		OnAlert: onAlert,
 	}
 	var (
