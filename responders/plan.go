@@ -154,6 +154,9 @@ func (r *Responder) plan(ctx context.Context, inc *Incident, a Alert, rule *rule
 			return
 		}
 	}
+	for i := range recs {
+		recs[i].AlertKey = a.Key
+	}
 	if r.retry(ctx, "write action log", func(ctx context.Context) error { return r.store.WriteActions(ctx, recs) }) != nil {
 		return
 	}

@@ -164,6 +164,9 @@ type ActionRecord struct {
 	Error      string
 	Detail     string
 	ExpiresAt  time.Time // for blocks and watches: when the action lapses
+	// AlertKey is the alert whose plan wrote the record (written, not read
+	// back): a restart replans an alert that has none.
+	AlertKey string
 }
 
 // BlockRecord is one block in the offender ledger: the unblock happens

@@ -448,9 +448,10 @@ func (r *Responder) runCatchUp(ctx context.Context, replan bool) {
 	}
 }
 
-// replan plans the actions of incidents a stop left without any: the
-// incident was written (so its alert is not pending) but the daemon
-// stopped before the planned rows were.
+// replan plans the actions of alerts a stop left without any: the
+// incident was written with the alert (so it is not pending) but the
+// daemon stopped before the alert's plan was, whether the alert opened
+// the incident or joined it with new targets.
 func (r *Responder) replan(ctx context.Context) {
 	unplanned, err := r.store.UnplannedAlerts(ctx, r.cfg.Now().Add(-r.cfg.CatchUp))
 	if err != nil {
@@ -460,7 +461,7 @@ func (r *Responder) replan(ctx context.Context) {
 	for _, p := range unplanned {
 		rule := r.rules(rulePrefix(p.Key))
 		a, err := ParseAlert(p.Key, p.JSON, rule)
-		if err != nil || rule == nil || rule.Shadow {
+		if err != nil || rule == nil || rule.Shadow || len(a.Actions) == 0 {
 			continue
 		}
 		r.mu.Lock()

@@ -493,6 +493,66 @@ func TestStoredAlertsWithoutIncidentAreTriagedAtStart(t *testing.T) {
 	}
 }
 
+// A stop after a joined alert's incident update but before its plan must
+// not lose the targets that alert added: the next start plans it.
+func TestJoinedAlertLeftUnplannedIsPlannedAtStart(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.event(t, "req_a", "198.51.100.1", "", "", "org_1", "ns_a")
+	// The joined alert's sample, inside its window.
+	later := event.Event{Source: event.Requests, TS: t0.Add(time.Minute).UnixNano(), ID: "req_b", OrgID: "org_1", IP: "198.51.100.2",
+		Method: "GET", Route: "/v1/x", Operation: "data", Status: 200, Namespace: "ns_b"}
+	if err := e.store.InsertEvents(ctx, []storage.Record{{Event: &later}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	orgField, _ := event.Lookup(event.Requests, "org_id")
+	stored := func(at time.Time, sample string) *detector.Alert {
+		return &detector.Alert{Rule: e.rules["exfil"], Severity: 2, Group: []detector.GroupValue{{Field: orgField, Value: "org_1"}},
+			Value: 6, Threshold: "> 5", WindowStart: at.Add(-time.Minute).UnixNano(), WindowEnd: at.UnixNano(), At: at.UnixNano(),
+			SampleIDs: []string{sample}, Actions: []string{responders.IsolateNamespace, responders.Watch}}
+	}
+	// The second alert joins the first's incident (within the cooldown)
+	// and brings a new namespace.
+	first, joined := stored(t0, "req_a"), stored(t0.Add(61*time.Second), "req_b")
+	if err := e.store.InsertAlerts(ctx, []*detector.Alert{first, joined}); err != nil {
+		t.Fatal(err)
+	}
+	// The first start triages both but cannot write the joined alert's plan.
+	lost := &planFailingStore{Store: e.store, key: joined.Key()}
+	_, stop := e.start(t, e.config(), lost)
+	waitFor(t, "the joined alert's plan attempted", func() bool { return lost.failed.Load() > 0 })
+	stop()
+	inc := e.onlyIncident(t)
+	if inc.Alerts != 2 {
+		t.Fatalf("incident holds %d alerts, want 2", inc.Alerts)
+	}
+	if has(e.outcomes(t, inc.ID), "watch namespace:ns_b succeeded") {
+		t.Fatal("the joined alert's plan was written despite the failing store")
+	}
+	e.start(t, e.config(), nil)
+	waitFor(t, "the joined alert planned after the restart", func() bool {
+		out := e.outcomes(t, inc.ID)
+		return has(out, "watch namespace:ns_b succeeded") && has(out, "isolate_namespace ns_b skipped/not_configured")
+	})
+}
+
+// planFailingStore fails every action log write of one alert's plan.
+type planFailingStore struct {
+	*storage.Store
+	key    string
+	failed atomic.Int32
+}
+
+func (f *planFailingStore) WriteActions(ctx context.Context, recs []responders.ActionRecord) error {
+	for _, r := range recs {
+		if r.AlertKey == f.key {
+			f.failed.Add(1)
+			return errors.New("clickhouse: connection refused")
+		}
+	}
+	return f.Store.WriteActions(ctx, recs)
+}
+
 func TestReconcileRepairsDrift(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.config()

@@ -150,15 +150,18 @@ func (s *Store) Evidence(ctx context.Context, source string, ids []string, from,
 
 const actionColumns = "at, incident_id, kind, target, outcome, guard, attempt, error, detail, expires_at"
 
+// actionInsertColumns adds the alert_key that only the plan's records carry.
+const actionInsertColumns = actionColumns + ", alert_key"
+
 // WriteActions appends to the action log.
 func (s *Store) WriteActions(ctx context.Context, recs []responders.ActionRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	return s.insert(ctx, "actions ("+actionColumns+")", "", func(b driver.Batch) error {
+	return s.insert(ctx, "actions ("+actionInsertColumns+")", "", func(b driver.Batch) error {
 		for _, r := range recs {
 			if err := b.Append(r.At.UTC(), r.IncidentID, r.Kind, r.Target, r.Outcome, r.Guard, uint16(r.Attempt),
-				r.Error, r.Detail, r.ExpiresAt.UTC()); err != nil {
+				r.Error, r.Detail, r.ExpiresAt.UTC(), r.AlertKey); err != nil {
 				return err
 			}
 		}
@@ -265,13 +268,17 @@ func (s *Store) PendingAlerts(ctx context.Context, since time.Time) ([]responder
 		"(SELECT arrayJoin(alert_keys) FROM "+s.db+".incidents WHERE updated_at >= ?) ORDER BY at, alert_key", since.UTC(), since.UTC())
 }
 
-// UnplannedAlerts returns the alerts of incidents updated since t whose
-// actions were never planned (no planned, skipped or dry-run record; a
-// block the reconcile pass re-added leaves only a succeeded one).
+// UnplannedAlerts returns the alerts held by incidents updated since t
+// whose plan was never written: no action record carries the alert's key
+// (a plan writes all its records in one insert, each with the key). An
+// incident planned before action records carried keys counts as planned
+// when it has a planned, skipped or dry-run record and none with a key.
 func (s *Store) UnplannedAlerts(ctx context.Context, since time.Time) ([]responders.StoredAlert, error) {
 	return s.storedAlerts(ctx, "unplanned alerts", "SELECT alert_key, alert_json FROM "+s.db+".alerts FINAL WHERE stored_at >= ? AND NOT shadow AND alert_key IN "+
-		"(SELECT arrayJoin(alert_keys) FROM "+s.db+".incidents WHERE updated_at >= ? AND id NOT IN (SELECT incident_id FROM "+s.db+".actions WHERE outcome IN ('planned', 'skipped', 'dry_run'))) "+
-		"ORDER BY at, alert_key", since.UTC(), since.UTC())
+		"(SELECT arrayJoin(alert_keys) FROM "+s.db+".incidents WHERE updated_at >= ? AND id NOT IN "+
+		"(SELECT incident_id FROM "+s.db+".actions GROUP BY incident_id HAVING countIf(alert_key != '') = 0 AND countIf(outcome IN ('planned', 'skipped', 'dry_run')) > 0)) "+
+		"AND alert_key NOT IN (SELECT alert_key FROM "+s.db+".actions WHERE alert_key != '' AND at >= ?) "+
+		"ORDER BY at, alert_key", since.UTC(), since.UTC(), since.UTC())
 }
 
 func (s *Store) storedAlerts(ctx context.Context, what, q string, args ...any) ([]responders.StoredAlert, error) {

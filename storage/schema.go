@@ -364,4 +364,7 @@ var migrations = []migration{
 		alter{"alerts", "ADD COLUMN IF NOT EXISTS rule_file_hash String DEFAULT ''"},
 		alter{"alerts", "ADD COLUMN IF NOT EXISTS rule_git_revision String DEFAULT ''"},
 	}},
+	{5, "actions: the alert whose plan wrote them", []ddl{
+		alter{"actions", "ADD COLUMN IF NOT EXISTS alert_key String DEFAULT ''"},
+	}},
 }

@@ -273,6 +273,12 @@ type DeadLetter struct {
 // InsertEvents stores a batch of records, one insert per source table.
 // token makes a retried identical batch a no-op (same token, same rows).
 func (s *Store) InsertEvents(ctx context.Context, recs []Record, token string) error {
+	// Each table gets its own token; no token stays no token (a suffix
+	// alone would make every untokened insert a duplicate of the first).
+	reqToken, audToken := "", ""
+	if token != "" {
+		reqToken, audToken = token+"-r", token+"-a"
+	}
 	var reqs, auds []Record
 	for _, r := range recs {
 		if r.Event.Source == event.Requests {
@@ -282,7 +288,7 @@ func (s *Store) InsertEvents(ctx context.Context, recs []Record, token string) e
 		}
 	}
 	if len(reqs) > 0 {
-		if err := s.insert(ctx, "request_events ("+requestColumns+")", token+"-r", func(b driver.Batch) error {
+		if err := s.insert(ctx, "request_events ("+requestColumns+")", reqToken, func(b driver.Batch) error {
 			for _, r := range reqs {
 				e := r.Event
 				if err := b.Append(time.Unix(0, e.TS).UTC(), e.ID, e.OrgID, e.APIKeyID, e.KeyPermission, e.IP,
@@ -298,7 +304,7 @@ func (s *Store) InsertEvents(ctx context.Context, recs []Record, token string) e
 		}
 	}
 	if len(auds) > 0 {
-		return s.insert(ctx, "audit_events ("+auditColumns+")", token+"-a", func(b driver.Batch) error {
+		return s.insert(ctx, "audit_events ("+auditColumns+")", audToken, func(b driver.Batch) error {
 			for _, r := range auds {
 				e := r.Event
 				if err := b.Append(time.Unix(0, e.TS).UTC(), e.ID, e.OrgID, e.ActorID, e.ActorType, e.APIKeyID,
