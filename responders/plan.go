@@ -146,7 +146,9 @@ func (r *Responder) plan(ctx context.Context, inc *Incident, a Alert, rule *rule
 	for _, g := range raise {
 		if rec, ok := r.raise(g, inc.ID, now); ok {
 			recs = append(recs, rec)
-			jobs = append(jobs, job{kind: GuardAlert, targets: []string{g}, inc: guardIncident(g, rec, now)})
+			if !dry { // a dry run calls nothing, not even the notifiers
+				jobs = append(jobs, job{kind: GuardAlert, targets: []string{g}, inc: guardIncident(g, rec, now)})
+			}
 		}
 	}
 	if len(ledger) > 0 {
@@ -174,11 +176,12 @@ func (r *Responder) plan(ctx context.Context, inc *Incident, a Alert, rule *rule
 	}
 }
 
-// check runs the guards in order for one target; it returns the guard
-// that stops the action ("" when none does). A dry run shows what would
-// be done, so it does not need the system to be configured. It returns the guard
-// that stops the action ("" when none does), the block range for
-// block_ip, and a detail for the record. Callers hold r.mu.
+// check runs the guards in order for one target (docs/responders.md): it
+// returns the guard that stops the action ("" when none does), the block
+// range for block_ip, and a detail for the record. An unconfigured system
+// is reported in a dry run too: the spec records isolate_namespace as not
+// configured while it is, and a dry run should show what enforcement
+// would meet. Callers hold r.mu.
 func (r *Responder) check(kind, target string, inc *Incident, rule *rules.Rule, dry bool, now time.Time) (string, netip.Prefix, string) {
 	var prefix netip.Prefix
 	if r.paused.Load() {
@@ -186,7 +189,7 @@ func (r *Responder) check(kind, target string, inc *Incident, rule *rules.Rule, 
 	}
 	switch kind {
 	case RevokeKey:
-		if r.sys.Keys == nil && !dry {
+		if r.sys.Keys == nil {
 			return GuardNotConfigured, prefix, "responders.admin_api is not configured"
 		}
 		if r.allow.keys[target] {
@@ -196,11 +199,11 @@ func (r *Responder) check(kind, target string, inc *Incident, rule *rules.Rule, 
 			return GuardAdminKey, prefix, "ADMIN key; the rule does not set allow_admin_revoke: true"
 		}
 	case IsolateNamespace:
-		if r.sys.Isolator == nil && !dry {
+		if r.sys.Isolator == nil {
 			return GuardNotConfigured, prefix, "responders.admin_api.isolate is not configured: a human must isolate this namespace"
 		}
 	case BlockIP:
-		if r.sys.Blocker == nil && !dry {
+		if r.sys.Blocker == nil {
 			return GuardNotConfigured, prefix, "responders.cloudflare is not configured"
 		}
 		addr, err := netip.ParseAddr(target)

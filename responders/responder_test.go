@@ -370,15 +370,32 @@ func TestRateCapAndBreakerTrip(t *testing.T) {
 func TestDryRunNeverCallsOut(t *testing.T) {
 	e := newEnv(t)
 	e.admin.AddKey("key_1", "active", "WRITE")
+	notified := &countingNotifier{}
+	e.sys.Notifiers = map[string]responders.Notifier{"webhook": notified}
 	cfg := e.config()
 	cfg.DryRun = true
+	// A cap the second alert trips: its guard alert is recorded, not sent.
+	cfg.PerMinute = map[string]int{responders.RevokeKey: 1}
 	r, _ := e.start(t, cfg, nil)
 	r.Enqueue(withActions(alert("key-abuse", "api_key_id", "key_1", t0), responders.RevokeKey, responders.BlockIP))
-	inc := e.onlyIncident(t)
-	waitFor(t, "dry-run rows", func() bool { return has(e.outcomes(t, inc.ID), "revoke_key key_1 dry_run") })
+	r.Enqueue(withActions(alert("key-abuse", "api_key_id", "key_2", t0), responders.RevokeKey))
+	r.Enqueue(withActions(alert("exfil", "namespace", "ns_1", t0), responders.IsolateNamespace))
+	waitFor(t, "dry-run rows", func() bool {
+		incs, _ := e.store.Incidents(context.Background(), "", 10)
+		var out []string
+		for _, inc := range incs {
+			out = append(out, e.outcomes(t, inc.ID)...)
+		}
+		// Isolation is not configured here: skipped as such even in a dry run.
+		return has(out, "revoke_key key_1 dry_run") && has(out, "isolate_namespace ns_1 skipped/not_configured") &&
+			has(out, "revoke_key key_2 skipped/rate_cap") && has(out, "guard_alert rate_cap:revoke_key raised/rate_cap")
+	})
 	time.Sleep(100 * time.Millisecond)
 	if n := len(e.admin.Requests()); n != 0 {
 		t.Errorf("dry run called the admin API %d times", n)
+	}
+	if n := notified.calls.Load(); n != 0 {
+		t.Errorf("dry run called the notifier %d times", n)
 	}
 	if n := len(e.cf.Requests()); n != 0 {
 		t.Errorf("dry run called Cloudflare %d times", n)
@@ -674,4 +691,12 @@ func TestDependencyFaultsAreRetriedOrRecorded(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// countingNotifier counts notifications.
+type countingNotifier struct{ calls atomic.Int32 }
+
+func (n *countingNotifier) Notify(context.Context, *responders.Incident) error {
+	n.calls.Add(1)
+	return nil
 }

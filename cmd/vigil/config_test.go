@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vigil-sec/vigil/config"
+	"github.com/vigil-sec/vigil/detector"
+	"github.com/vigil-sec/vigil/rules"
 )
 
 func TestConfigCheckCommand(t *testing.T) {
@@ -39,5 +44,17 @@ func TestConfigCheckCommand(t *testing.T) {
 				t.Errorf("output %q lacks %q", out.String(), tt.out)
 			}
 		})
+	}
+}
+
+func TestPolicyKeepsTheDefaultsOfSeveritiesLeftOut(t *testing.T) {
+	cfg, err := config.Parse("c.yaml", []byte("rules: {paths: [r]}\nresponders:\n  policy:\n    critical: [open_incident, block_ip]\n    medium: []\n"), os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := detector.Policy{rules.Critical: {"open_incident", "block_ip"}, rules.High: {"open_incident", "revoke_key", "watch"},
+		rules.Medium: {}, rules.Low: {}}
+	if got := policy(cfg); !reflect.DeepEqual(got, want) {
+		t.Errorf("policy = %v, want %v", got, want)
 	}
 }

@@ -37,9 +37,10 @@ func respondersConfig(cfg *config.Config, log *slog.Logger) responders.Config {
 	}
 }
 
-// policy maps the configured severity table onto the detector's.
+// policy is the detector's severity table with the configured severities
+// in place of the defaults; a severity left out keeps its default.
 func policy(cfg *config.Config) detector.Policy {
-	p := detector.Policy{}
+	p := detector.DefaultPolicy()
 	for name, actions := range cfg.Responders.Policy {
 		if sev, ok := rules.ParseSeverity(name); ok {
 			p[sev] = append([]string{}, actions...)
