@@ -64,8 +64,9 @@ func (r *slotRing) index(s int64) int {
 }
 
 // add counts one matching event at ts with the aggregate's per-event value
-// v (sum term, ratio hit) or, for distinct, the value's hash dh.
-func (r *slotRing) add(shape *anomalyShape, ts int64, v float64, dh uint64) {
+// v (sum term, ratio hit) or, for distinct, the value's hash dh when
+// hasValue (an event without a value still opens its slot: a real zero).
+func (r *slotRing) add(shape *anomalyShape, ts int64, v float64, dh uint64, hasValue bool) {
 	s := floorDiv(ts, shape.slot)
 	if !r.has || s < r.first {
 		r.first, r.has = s, true
@@ -92,7 +93,9 @@ func (r *slotRing) add(shape *anomalyShape, ts int64, v float64, dh uint64) {
 		clear(r.set)
 		r.setSlot = s
 	}
-	r.set[dh] = struct{}{}
+	if hasValue {
+		r.set[dh] = struct{}{}
+	}
 	r.n[i] = int64(len(r.set))
 }
 

@@ -80,10 +80,15 @@ func (ev *windowed) observe(e *event.Event, emit func(*Alert)) {
 	}
 	st.w.add(idx, v)
 	var dh uint64
+	distinctValue := false
 	if r.Aggregate.Op == rules.Distinct {
 		st.d.expire(from)
-		dh = ev.hasher.sumField(e, r.Aggregate.Field)
-		st.d.add(idx, dh)
+		// An absent string field has no value to count; the event still
+		// counts towards min_events.
+		if f := r.Aggregate.Field; f.Kind != event.String || f.Str(e) != "" {
+			dh, distinctValue = ev.hasher.sumField(e, f), true
+			st.d.add(idx, dh)
+		}
 	}
 	if e.IsPHI() && (!st.phi || idx > st.phiIdx) {
 		st.phi, st.phiIdx = true, idx
@@ -96,7 +101,7 @@ func (ev *windowed) observe(e *event.Event, emit func(*Alert)) {
 		if st.slots == nil {
 			st.slots = ev.anomaly.newRing()
 		}
-		st.slots.add(ev.anomaly, ts, v, dh)
+		st.slots.add(ev.anomaly, ts, v, dh, distinctValue)
 		bound, ok := st.slots.bound(ev.anomaly, from*ev.bs)
 		if !ok || value < ev.anomaly.min || !(value > bound) {
 			return

@@ -153,7 +153,10 @@ func aggregate(r *rules.Rule) (sqlExpr, error) {
 		text, _ := column(r.Aggregate.Field)
 		return sqlExpr{text: "toFloat64(sum(" + text + "))"}, nil
 	case rules.Distinct:
-		text, _ := column(r.Aggregate.Field)
+		text, k := column(r.Aggregate.Field)
+		if k == kString { // an absent string field is no value (the detector's rule)
+			return sqlExpr{text: "toFloat64(uniqExactIf(" + text + ", " + text + " != ''))"}, nil
+		}
 		return sqlExpr{text: "toFloat64(uniqExact(" + text + "))"}, nil
 	case rules.Ratio:
 		m := ratioArg.FindStringSubmatch(r.Aggregate.Text)
