@@ -465,7 +465,7 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 		p.sequence(m["sequence"], r)
 	}
 
-	if e, ok := m["cooldown"]; ok && e.Value.Kind == yaml.ScalarNode && (e.Value.Value == "0" || e.Value.Value == "0s") {
+	if e, ok := m["cooldown"]; ok && e.Value.Kind == yaml.ScalarNode && isZeroDuration(e.Value.Value) {
 		r.Cooldown = 0 // fire on every qualifying event
 	} else if cooldown, ok := p.duration(m, "cooldown", false, n); ok {
 		r.Cooldown = cooldown
@@ -783,4 +783,11 @@ func (p *parser) sequence(e entry, r *Rule) {
 		spec.Steps = append(spec.Steps, st)
 	}
 	r.Sequence = spec
+}
+
+// isZeroDuration reports a duration that parses to zero ("0", "0s", "0m",
+// "0h0m", "0d"): a cooldown may be zero where other durations may not.
+func isZeroDuration(s string) bool {
+	d, err := ParseDuration(s)
+	return s == "0" || (err == nil && d == 0)
 }

@@ -249,3 +249,13 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestZeroCooldownInAnySpelling(t *testing.T) {
+	for _, c := range []string{"0", "0s", "0m", "0ms", "0h0m", "0d"} {
+		src := "rules:\n  - id: r\n    source: requests\n    window: 1m\n    threshold: '> 1'\n    cooldown: " + c + "\n"
+		rs, errs := Parse("c.yaml", []byte(src))
+		if len(errs) > 0 || len(rs) != 1 || rs[0].Cooldown != 0 {
+			t.Errorf("cooldown: %s: rules %v, errors %v; want one rule with no cooldown", c, rs, errs)
+		}
+	}
+}
