@@ -233,12 +233,34 @@ func TestMissingOptionalFieldsCompareAsZeroValues(t *testing.T) {
 	rs := loadRules(t, `  - id: anon
     source: requests
     where: 'api_key_id == "" && bytes_out == 0 && country != "US"'
-    group_by: [api_key_id]
     window: 1m
     threshold: '>= 2'
 `)
 	got, _ := runEngine(t, rs, Config{}, []event.Event{req(0), req(time.Second, key("k1")), req(2 * time.Second)})
-	check(t, got, "anon@2s api_key_id= v=2 sev=3 phi=false")
+	check(t, got, "anon@2s  v=2 sev=3 phi=false")
+}
+
+func TestEventsWithoutAGroupValueBelongToNoGroup(t *testing.T) {
+	rs := loadRules(t, `  - id: per-key
+    source: requests
+    group_by: [api_key_id]
+    window: 1m
+    threshold: '>= 2'
+  - id: seq
+    source: requests
+    sequence:
+      by: [api_key_id]
+      within: 1m
+      steps:
+        - where: 'status == 401'
+        - where: 'status == 401'
+  - id: new-ns
+    source: requests
+    new_value: {field: ip, per: [api_key_id], learn: 1ms}
+`)
+	// Keyless requests neither fill a "" group nor learn a "" key's addresses.
+	got, _ := runEngine(t, rs, Config{}, []event.Event{req(0), req(time.Second), req(2 * time.Second), req(3*time.Second, key("k1"))})
+	check(t, got, "new-ns@3s api_key_id=k1,ip=198.51.100.23 v=1 sev=3 phi=false")
 }
 
 func TestAggregates(t *testing.T) {

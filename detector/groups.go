@@ -234,3 +234,16 @@ func (c *keyCache) sum(i int, e *event.Event) uint64 {
 	}
 	return c.sums[i]
 }
+
+// grouped reports whether e has a value for every group field. An event
+// without one (an absent optional string field) belongs to no group: a
+// rule grouped by api_key_id is about keys, and lumping every keyless
+// event into one "" group would fire on traffic that has no key at all.
+func grouped(e *event.Event, fields []*event.Field) bool {
+	for _, f := range fields {
+		if f.Kind == event.String && f.Str(e) == "" {
+			return false
+		}
+	}
+	return true
+}

@@ -58,6 +58,9 @@ func (ev *sequence) observe(e *event.Event, emit func(*Alert)) {
 	if !matches {
 		return
 	}
+	if !grouped(e, spec.By) {
+		return
+	}
 	g, _ := ev.groups.get(ev.keys.sum(ev.key, e), e, spec.By)
 	st := &g.state
 	ts := e.TS

@@ -41,6 +41,9 @@ func (ev *newValue) observe(e *event.Event, emit func(*Alert)) {
 		ev.newest = ts
 		ev.forget()
 	}
+	if !grouped(e, ev.fields) {
+		return
+	}
 	g, created := ev.groups.get(ev.keys.sum(ev.key, e), e, ev.fields)
 	st := &g.state
 	isNew := created || ts-st.lastSeen > int64(spec.Remember)
@@ -91,6 +94,9 @@ func (ev *dormant) observe(e *event.Event, emit func(*Alert)) {
 		return
 	}
 	ts := e.TS
+	if !grouped(e, ev.fields) {
+		return
+	}
 	g, created := ev.groups.get(ev.keys.sum(ev.key, e), e, ev.fields)
 	st := &g.state
 	if created {

@@ -51,6 +51,9 @@ func (ev *windowed) stats() (int, uint64) { return ev.groups.len(), ev.groups.ev
 
 func (ev *windowed) observe(e *event.Event, emit func(*Alert)) {
 	r := ev.rs.rule
+	if !grouped(e, r.GroupBy) {
+		return
+	}
 	g, created := ev.groups.get(ev.keys.sum(ev.key, e), e, r.GroupBy)
 	st := &g.state
 	ts := e.TS

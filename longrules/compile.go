@@ -245,6 +245,12 @@ func (q *Query) whereClause(s *sqlBuilder) {
 	if q.where != nil {
 		s.add(" AND ", *q.where)
 	}
+	// An event without a group value belongs to no group (the detector's rule).
+	for _, g := range q.groups {
+		if g.k == kString {
+			s.add(" AND " + g.sql + " != ''")
+		}
+	}
 }
 
 var cmpSQL = map[rules.CmpOp]string{rules.GT: ">", rules.GE: ">=", rules.LT: "<", rules.LE: "<=", rules.EQ: "="}
