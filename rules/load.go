@@ -99,7 +99,14 @@ func Parse(name string, data []byte) ([]*Rule, ErrorList) {
 		return nil, p.errs
 	}
 	var out []*Rule
-	list := p.mapping(root, map[string]bool{"rules": true})
+	// Besides rules, a file may hold x-… keys: places for YAML anchors
+	// that rules merge with <<: *name.
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if k := root.Content[i]; k.Kind == yaml.ScalarNode && k.Value != "rules" && k.ShortTag() != "!!merge" && !strings.HasPrefix(k.Value, "x-") {
+			p.errorf(k, "unknown key %q (allowed here: rules, and x-… keys to hold YAML anchors)", k.Value)
+		}
+	}
+	list := p.mapping(root, nil)
 	rulesNode, ok := list["rules"]
 	if !ok {
 		p.errorf(root, "missing `rules:` list")

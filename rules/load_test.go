@@ -259,3 +259,35 @@ func TestZeroCooldownInAnySpelling(t *testing.T) {
 		}
 	}
 }
+
+func TestMergeKeysShareSettingsBetweenRules(t *testing.T) {
+	src := `x-auth: &auth
+  source: requests
+  where: 'status in [401, 403]'
+  window: 1m
+  severity: high
+rules:
+  - <<: *auth
+    id: by-ip
+    group_by: [ip]
+    threshold: '> 50'
+  - <<: [*auth]
+    id: by-key
+    group_by: [api_key_id]
+    threshold: '> 20'
+    severity: critical
+`
+	rs, errs := Parse("m.yaml", []byte(src))
+	if len(errs) > 0 || len(rs) != 2 {
+		t.Fatalf("rules %v, errors:\n%v", rs, errs)
+	}
+	if rs[0].Severity != High || rs[0].Window != time.Minute || rs[0].WhereText == "" || rs[1].Severity != Critical {
+		t.Errorf("merged rules: %+v / %+v", rs[0], rs[1])
+	}
+	_, errs = Parse("m.yaml", []byte("defaults: {}\nrules:\n  - <<: 1\n    id: r\n    source: requests\n    threshold: '> 1'\n    window: 1m\n"))
+	want := "m.yaml:1:1: unknown key \"defaults\" (allowed here: rules, and x-… keys to hold YAML anchors)\n" +
+		"m.yaml:3:9: << (a YAML merge key) takes a mapping or a list of mappings, e.g. <<: *defaults"
+	if got := errs.Error(); got != want {
+		t.Errorf("errors:\n%s\nwant:\n%s", got, want)
+	}
+}

@@ -28,13 +28,20 @@ type Report func(n *yaml.Node, msg string)
 
 // Mapping returns a mapping node's entries by key, reporting keys that are
 // not plain strings, duplicates, and keys outside allowed (nil allows any).
+// YAML merge keys (`<<: *base`, or a list of anchors) add the entries of
+// the mappings they name that the mapping does not set itself.
 func Mapping(n *yaml.Node, allowed map[string]bool, report Report) map[string]Entry {
 	out := map[string]Entry{}
 	if n.Kind != yaml.MappingNode {
 		return out
 	}
+	var merges []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], Resolve(n.Content[i+1])
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			merges = append(merges, v)
+			continue
+		}
 		if k.Kind != yaml.ScalarNode {
 			report(k, "keys must be plain strings")
 			continue
@@ -48,6 +55,24 @@ func Mapping(n *yaml.Node, allowed map[string]bool, report Report) map[string]En
 			continue
 		}
 		out[k.Value] = Entry{k, v}
+	}
+	for _, m := range merges {
+		// In a list of mappings, the first to set a key wins.
+		srcs := []*yaml.Node{m}
+		if m.Kind == yaml.SequenceNode {
+			srcs = m.Content
+		}
+		for _, src := range srcs {
+			if src = Resolve(src); src.Kind != yaml.MappingNode {
+				report(src, "<< (a YAML merge key) takes a mapping or a list of mappings, e.g. <<: *defaults")
+				continue
+			}
+			for key, e := range Mapping(src, allowed, report) {
+				if _, set := out[key]; !set {
+					out[key] = e
+				}
+			}
+		}
 	}
 	return out
 }
