@@ -26,6 +26,10 @@ type Options struct {
 	MaxInvalidSamples int
 	// BatchSize is how many events go to the detector at once. Default 1024.
 	BatchSize int
+	// DeadLetter, when set, receives every invalid line with its original
+	// bytes (valid only during the call; a line over the length limit
+	// comes without them), as the daemon's dead-letter topic would.
+	DeadLetter func(il InvalidLine, raw []byte)
 	// MergeFiles treats each file as one Kafka partition's log: every file
 	// is its own stream in the merge by event time (ties go to requests
 	// files, then to the file given first), which is how the daemon merges
@@ -36,6 +40,7 @@ type Options struct {
 
 // InvalidLine is one line that failed to decode.
 type InvalidLine struct {
+	Source event.Source
 	File   string
 	Line   int
 	Reason string
@@ -74,10 +79,13 @@ func Run(opts Options, det *detector.Detector, emit func(*detector.Alert)) (*Sum
 	}
 	started := time.Now()
 	sum := &Summary{}
-	invalid := func(il InvalidLine) {
+	invalid := func(il InvalidLine, raw []byte) {
 		sum.Invalid++
 		if len(sum.InvalidSamples) < opts.MaxInvalidSamples {
 			sum.InvalidSamples = append(sum.InvalidSamples, il)
+		}
+		if opts.DeadLetter != nil {
+			opts.DeadLetter(il, raw)
 		}
 	}
 	streams := []*stream{
@@ -165,7 +173,7 @@ func Run(opts Options, det *detector.Detector, emit func(*detector.Alert)) (*Sum
 type stream struct {
 	src     event.Source
 	files   []string
-	invalid func(InvalidLine)
+	invalid func(InvalidLine, []byte)
 
 	cur    *os.File
 	rd     *bufio.Reader
@@ -202,7 +210,7 @@ func (s *stream) fill(take func() *slot) error {
 		}
 		s.lineNo++
 		if tooLong {
-			s.invalid(InvalidLine{s.name, s.lineNo, fmt.Sprintf("line longer than %d bytes", maxLine)})
+			s.invalid(InvalidLine{s.src, s.name, s.lineNo, fmt.Sprintf("line longer than %d bytes", maxLine)}, nil)
 			continue
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -215,7 +223,7 @@ func (s *stream) fill(take func() *slot) error {
 		s.spare = nil
 		sl.line = append(sl.line[:0], line...)
 		if err := sl.dec.Decode(s.src, sl.line, &sl.ev); err != nil {
-			s.invalid(InvalidLine{s.name, s.lineNo, err.Error()})
+			s.invalid(InvalidLine{s.src, s.name, s.lineNo, err.Error()}, sl.line)
 			s.spare = sl // reuse it for the next line
 			continue
 		}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"encoding/base64"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -37,8 +40,9 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 	merge := fs.Bool("merge", false, "each file is one Kafka partition's log: merge all files by event time, as the daemon merges partitions")
 	quiet := fs.Bool("q", false, "no summary on stderr")
 	nsFile := fs.String("namespaces", "", "YAML map of namespace → data_classification for records that carry none")
+	dlFile := fs.String("dead-letters", "", "write every invalid line to this file as JSON lines (source, file, line, reason, original bytes)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: vigil replay --rules PATH [--requests FILE] [--audit FILE]\n\nRuns rules over log files merged in event-time order; prints alerts as JSON\nlines on stdout and a summary on stderr. Invalid lines are counted and skipped.\n\n")
+		fmt.Fprint(stderr, "usage: vigil replay --rules PATH [--requests FILE] [--audit FILE]\n\nRuns rules over log files merged in event-time order; prints alerts as JSON\nlines on stdout and a summary on stderr. Invalid lines are counted and skipped\n(all of them written to --dead-letters FILE when given).\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -64,10 +68,19 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 		DedupWindow: offIfZero(*dedupWindow)})
 	defer det.Close()
 
+	opts := replay.Options{Requests: reqFiles, Audit: auditFiles, MergeFiles: *merge}
+	var dl *deadLetterFile
+	if *dlFile != "" {
+		if dl, err = createDeadLetterFile(*dlFile); err != nil {
+			fmt.Fprintf(stderr, "vigil replay: %v\n", err)
+			return 2
+		}
+		opts.DeadLetter = dl.write
+	}
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	perRule := map[string]uint64{}
 	var line []byte
-	sum, err := replay.Run(replay.Options{Requests: reqFiles, Audit: auditFiles, MergeFiles: *merge}, det, func(a *detector.Alert) {
+	sum, err := replay.Run(opts, det, func(a *detector.Alert) {
 		perRule[a.Rule.ID]++
 		line = a.AppendJSON(line[:0])
 		line = append(line, '\n')
@@ -75,6 +88,11 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 	})
 	if ferr := out.Flush(); err == nil {
 		err = ferr
+	}
+	if dl != nil {
+		if cerr := dl.close(); err == nil {
+			err = cerr
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "vigil replay: %v\n", err)
@@ -131,4 +149,62 @@ func loadNamespaces(path string) (map[string]string, error) {
 		}
 	}
 	return m, nil
+}
+
+// deadLetterFile writes replay's invalid lines as JSON lines: what the
+// daemon sends to its dead-letter topic, for files.
+type deadLetterFile struct {
+	f   *os.File
+	w   *bufio.Writer
+	err error
+}
+
+func createDeadLetterFile(path string) (*deadLetterFile, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--dead-letters: %w", err)
+	}
+	return &deadLetterFile{f: f, w: bufio.NewWriter(f)}, nil
+}
+
+// deadLetterRecord is one line of the file; raw holds the original line
+// when it is valid UTF-8, raw_base64 when it is not.
+type deadLetterRecord struct {
+	Source    string `json:"source"`
+	File      string `json:"file"`
+	Line      int    `json:"line"`
+	Reason    string `json:"reason"`
+	Raw       string `json:"raw,omitempty"`
+	RawBase64 string `json:"raw_base64,omitempty"`
+}
+
+func (d *deadLetterFile) write(il replay.InvalidLine, raw []byte) {
+	if d.err != nil {
+		return
+	}
+	rec := deadLetterRecord{Source: il.Source.String(), File: il.File, Line: il.Line, Reason: il.Reason}
+	if utf8.Valid(raw) {
+		rec.Raw = string(raw)
+	} else {
+		rec.RawBase64 = base64.StdEncoding.EncodeToString(raw)
+	}
+	b, err := json.Marshal(rec)
+	if err == nil {
+		b = append(b, '\n')
+		_, err = d.w.Write(b)
+	}
+	d.err = err
+}
+
+func (d *deadLetterFile) close() error {
+	if err := d.w.Flush(); d.err == nil {
+		d.err = err
+	}
+	if err := d.f.Close(); d.err == nil {
+		d.err = err
+	}
+	if d.err != nil {
+		return fmt.Errorf("--dead-letters: %w", d.err)
+	}
+	return nil
 }

@@ -57,3 +57,24 @@ func TestReplayCommand(t *testing.T) {
 		})
 	}
 }
+
+func TestReplayWritesDeadLetters(t *testing.T) {
+	dir := t.TempDir()
+	reqs := filepath.Join(dir, "r.jsonl")
+	os.WriteFile(reqs, []byte("{\"ts\":\"2026-11-22T18:00:00Z\"}\nnot json \xff\n"), 0o644)
+	dl := filepath.Join(dir, "dead.jsonl")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"replay", "-q", "--dead-letters", dl, "--rules", "../../replay/testdata/rules.yaml", "--requests", reqs}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	got, err := os.ReadFile(dl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(got)), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"source":"requests","file":"`+reqs+`","line":1,"reason":`) ||
+		!strings.Contains(lines[0], `"raw":"{\"ts\":\"2026-11-22T18:00:00Z\"}"`) || !strings.Contains(lines[1], `"line":2`) ||
+		!strings.Contains(lines[1], `"raw_base64":"bm90IGpzb24g/w=="`) {
+		t.Errorf("dead letters:\n%s", got)
+	}
+}
