@@ -82,6 +82,9 @@ func Compile(src string, source event.Source) (p *Predicate, err error) {
 	if err := checkCIDRCalls(src, root); err != nil {
 		return nil, err
 	}
+	if err := checkNilComparisons(src, root, source); err != nil {
+		return nil, err
+	}
 	p = &Predicate{source: source, program: program}
 	p.fields, p.withChanges = readFields(root, source)
 	p.native, p.guarded = compileNative(root, source)
@@ -251,6 +254,41 @@ func checkCIDRCalls(src string, root ast.Node) *Error {
 			err = &Error{Line: line, Column: col,
 				Message: fmt.Sprintf(`cidr: %q is not a CIDR prefix like "10.0.0.0/8" or "2001:db8::/32"`, lit.Value)}
 		}
+	})
+	return err
+}
+
+// checkNilComparisons rejects `field == nil` and `field != nil` on a record
+// field: a field is never nil (an absent one is "" or 0), so the comparison
+// would be constant — a rule that silently never (or always) matches.
+func checkNilComparisons(src string, root ast.Node, source event.Source) *Error {
+	var err *Error
+	walk(root, func(n ast.Node) {
+		b, ok := n.(*ast.BinaryNode)
+		if !ok || err != nil || (b.Operator != "==" && b.Operator != "!=") {
+			return
+		}
+		other := b.Left
+		if _, isNil := b.Left.(*ast.NilNode); isNil {
+			other = b.Right
+		} else if _, isNil := b.Right.(*ast.NilNode); !isNil {
+			return
+		}
+		id, ok := other.(*ast.IdentifierNode)
+		if !ok {
+			return
+		}
+		f, ok := event.Lookup(source, id.Value)
+		if !ok || (f.Kind != event.String && f.Kind != event.Int && f.Kind != event.Float) {
+			return // changes may be absent: nil means something there
+		}
+		zero := `""`
+		if f.Kind != event.String {
+			zero = "0"
+		}
+		line, col := position(src, leftmost(b))
+		err = &Error{Line: line, Column: col, Message: fmt.Sprintf("%s is never nil: an absent %s is %s, so compare with %s %s %s",
+			id.Value, id.Value, zero, id.Value, b.Operator, zero)}
 	})
 	return err
 }

@@ -2,6 +2,7 @@ package expression
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"slices"
@@ -153,10 +154,10 @@ var differentialCases = []exprCase{
 	req(`-status < -400`),
 	req(`+status == 401`),
 	req(`-latency_ms < -1`),
-	req(`status == nil`),
-	req(`status != nil`),
+	req(`(status + 0) == nil`), // a bare field compared with nil is a load error
+	req(`(status + 0) != nil`),
 	req(`nil == nil`),
-	req(`route != nil && nil != latency_ms`),
+	req(`nil != latency_ms * 1`),
 
 	// Comparisons: int/int, int/float, float/float, strings, bools.
 	req(`status == 401.0`),
@@ -569,5 +570,21 @@ func TestConcurrentMatch(t *testing.T) {
 	}
 	for range 8 {
 		<-done
+	}
+}
+
+func TestNilComparisonsOnFieldsAreRejected(t *testing.T) {
+	for _, tt := range []struct{ src, want string }{
+		{`api_key_id == nil`, `1:1: api_key_id is never nil: an absent api_key_id is "", so compare with api_key_id == ""`},
+		{`status == 401 && nil != bytes_in`, `1:18: bytes_in is never nil: an absent bytes_in is 0, so compare with bytes_in != 0`},
+	} {
+		_, err := Compile(tt.src, event.Requests)
+		var e *Error
+		if !errors.As(err, &e) || fmt.Sprintf("%d:%d: %s", e.Line, e.Column, e.Message) != tt.want {
+			t.Errorf("%s: error %v, want %s", tt.src, err, tt.want)
+		}
+	}
+	if _, err := Compile(`changes.role != nil`, event.Audit); err != nil {
+		t.Errorf("a key of changes may be absent, so nil is meaningful there: %v", err)
 	}
 }

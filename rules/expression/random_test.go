@@ -98,7 +98,8 @@ func (g *exprGen) boolean(depth int) string {
 	case 11:
 		return "(" + g.boolean(d) + ") " + g.pick("==", "!=") + " (" + g.boolean(d) + ")"
 	case 12:
-		return g.pick(g.integer(d), g.str(d), g.float(d)) + g.pick(" == nil", " != nil")
+		// Computed values: a bare field compared with nil is a load error.
+		return "(" + g.pick(g.integer(d)+" + 0", g.str(d)+` + ""`, g.float(d)+" * 1") + ")" + g.pick(" == nil", " != nil")
 	case 13:
 		return "(nil ?? (" + g.boolean(d) + "))"
 	case 14:
