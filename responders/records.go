@@ -178,13 +178,15 @@ type BlockRecord struct {
 	BlockedAt  time.Time
 	ExpiresAt  time.Time
 	Offense    int    // 1 for the first block of this range
-	Status     string // active or removed
+	Status     string // active, removed or not_applied
 }
 
-// Block states in the ledger.
+// Block states in the ledger. A block not applied (it failed for good or
+// the kill switch stopped it) is no offense.
 const (
-	BlockActive  = "active"
-	BlockRemoved = "removed"
+	BlockActive     = "active"
+	BlockRemoved    = "removed"
+	BlockNotApplied = "not_applied"
 )
 
 // Evidence is what the stored events behind an alert's samples say about
@@ -210,7 +212,9 @@ type Store interface {
 	Evidence(ctx context.Context, source string, ids []string, from, to time.Time) (Evidence, error)
 	WriteActions(ctx context.Context, recs []ActionRecord) error
 	// LatestActions returns, per kind and target, the latest record whose
-	// outcome is planned, succeeded or failed (what is or may be in force).
+	// outcome is planned, succeeded or failed (what is or may be in force),
+	// or skipped with an attempt number (the kill switch stopped a planned
+	// action before its call).
 	LatestActions(ctx context.Context, kinds []string) ([]ActionRecord, error)
 	// UnsentNotifications returns, per incident and notifier, the latest
 	// open_incident record since t when it is planned or retried: a
@@ -218,7 +222,7 @@ type Store interface {
 	UnsentNotifications(ctx context.Context, since time.Time) ([]ActionRecord, error)
 	WriteBlocks(ctx context.Context, recs []BlockRecord) error
 	ActiveBlocks(ctx context.Context) ([]BlockRecord, error)
-	// Offenses counts the blocks of a range since t.
+	// Offenses counts the blocks of a range since t that were applied.
 	Offenses(ctx context.Context, prefix string, since time.Time) (int, error)
 	// PendingAlerts returns alerts stored since t that no incident holds
 	// yet (the daemon stopped between storing them and triaging them).

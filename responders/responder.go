@@ -333,7 +333,7 @@ func (r *Responder) Run(ctx context.Context) error {
 		case <-reconcile.C:
 			_ = r.reconcile(ctx) // logged; the next tick tries again
 		case <-control.C:
-			if time.Since(lastRefresh) >= time.Minute && r.refreshInForce(ctx) == nil {
+			if time.Since(lastRefresh) >= time.Minute && r.refresh(ctx) == nil {
 				lastRefresh = time.Now()
 			}
 			if p, err := r.store.Paused(ctx); err == nil {
@@ -380,6 +380,57 @@ func (r *Responder) load(ctx context.Context) error {
 	return nil
 }
 
+// refresh re-reads what an operator's commands (another process) change:
+// the action log for a restore or lift, the block ledger for an unblock.
+// An unblock is followed by a reconcile pass, which also refreshes the
+// edge client's view of the range, so a new block of it is written.
+func (r *Responder) refresh(ctx context.Context) error {
+	if err := r.refreshInForce(ctx); err != nil {
+		return err
+	}
+	dropped, err := r.refreshBlocks(ctx)
+	if err != nil {
+		return err
+	}
+	if dropped {
+		_ = r.reconcile(ctx) // logged; the next tick tries again
+	}
+	return nil
+}
+
+// refreshBlocks drops the blocks the ledger no longer holds active (an
+// operator's unblock) and reports whether it dropped any. Only blocks
+// whose ledger row was written before the read are judged: a block still
+// being sent may have its row written after it.
+func (r *Responder) refreshBlocks(ctx context.Context) (bool, error) {
+	r.mu.Lock()
+	settled := make(map[string]time.Time, len(r.blocks))
+	for p, b := range r.blocks {
+		if !r.sending[p] {
+			settled[p] = b.BlockedAt
+		}
+	}
+	r.mu.Unlock()
+	blocks, err := r.store.ActiveBlocks(ctx)
+	if err != nil {
+		return false, err
+	}
+	active := make(map[string]bool, len(blocks))
+	for _, b := range blocks {
+		active[b.Prefix] = true
+	}
+	dropped := false
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p, at := range settled {
+		if cur, ok := r.blocks[p]; ok && !active[p] && cur.BlockedAt.Equal(at) {
+			delete(r.blocks, p)
+			dropped = true
+		}
+	}
+	return dropped, nil
+}
+
 // refreshInForce rebuilds the actions in force from the action log, so
 // that an operator's restore or lift (another process) is seen.
 func (r *Responder) refreshInForce(ctx context.Context) error {
@@ -398,7 +449,7 @@ func (r *Responder) refreshInForce(ctx context.Context) error {
 		byKey[a.Kind+"\x1f"+a.Target] = a
 	}
 	for _, a := range latest {
-		if a.Outcome == Failed {
+		if a.Outcome == Failed || a.Outcome == Skipped { // not applied
 			continue
 		}
 		switch a.Kind {

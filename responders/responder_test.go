@@ -700,3 +700,152 @@ func (n *countingNotifier) Notify(context.Context, *responders.Incident) error {
 	n.calls.Add(1)
 	return nil
 }
+
+// operator is the responder an undo command (`vigil ips unblock`, `vigil
+// keys restore`) builds: another process, with its own edge client.
+func (e *env) operator(t *testing.T) *responders.Responder {
+	t.Helper()
+	cf, err := cloudflare.New(cloudflare.Config{APIToken: cfToken, BaseURL: e.cf.URL(), AccountID: account, ZoneID: zone,
+		MaxRetries: -1, BulkPollInterval: 10 * time.Millisecond, RequestTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := e.sys
+	sys.Blocker = cf
+	return responders.New(e.config(), e.store, sys, func(string) *rules.Rule { return nil })
+}
+
+const itemsRead = "GET /accounts/{account_id}/rules/lists/{list_id}/items"
+
+func TestOperatorUnblockHoldsAgainstARunningDaemon(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := e.config()
+	cfg.ReconcileInterval = 100 * time.Millisecond
+	r, _ := e.start(t, cfg, nil)
+	r.Enqueue(withActions(alert("brute", "ip", "203.0.113.80", t0), responders.BlockIP))
+	waitFor(t, "the block", func() bool { return len(e.cf.Items(account, "vigil_blocked")) == 1 })
+	inc := e.onlyIncident(t)
+	waitFor(t, "the block recorded", func() bool { return has(e.outcomes(t, inc.ID), "block_ip 203.0.113.80/32 succeeded") })
+
+	if err := e.operator(t).Undo(ctx, responders.Unblock, "203.0.113.80", inc.ID); err != nil {
+		t.Fatal(err)
+	}
+	reads := e.cf.Count(itemsRead)
+	waitFor(t, "two reconcile passes", func() bool { return e.cf.Count(itemsRead) >= reads+2 })
+	if items := e.cf.Items(account, "vigil_blocked"); len(items) != 0 {
+		t.Fatalf("the daemon put the unblocked address back: %v", items)
+	}
+	if g := r.Gauges(); g.ActiveBlocks != 0 {
+		t.Errorf("the daemon holds %d blocks, want 0", g.ActiveBlocks)
+	}
+
+	// A new attack from the address is blocked again, not skipped as in force.
+	r.Enqueue(withActions(alert("brute", "ip", "203.0.113.80", t0.Add(time.Hour)), responders.BlockIP))
+	waitFor(t, "the address blocked again", func() bool { return len(e.cf.Items(account, "vigil_blocked")) == 1 })
+}
+
+func TestKillSwitchStopsActionsAlreadyUnderWay(t *testing.T) {
+	t.Run("a retry waiting out a 429 is not sent", func(t *testing.T) {
+		e := newEnv(t)
+		ctx := context.Background()
+		e.admin.AddKey("key_1", "active", "WRITE")
+		e.admin.Inject(1, admintest.Fault{Status: 429, RetryAfter: "2"})
+		cfg := e.config()
+		cfg.ControlInterval = 50 * time.Millisecond
+		r, stop := e.start(t, cfg, nil)
+		r.Enqueue(withActions(alert("key-abuse", "api_key_id", "key_1", t0), responders.RevokeKey))
+		inc := e.onlyIncident(t)
+		waitFor(t, "the 429 recorded", func() bool { return has(e.outcomes(t, inc.ID), "revoke_key key_1 retried") })
+		if err := e.store.SetPaused(ctx, true); err != nil { // vigil respond pause
+			t.Fatal(err)
+		}
+		waitFor(t, "the retry skipped", func() bool { return has(e.outcomes(t, inc.ID), "revoke_key key_1 skipped/paused") })
+		if n := len(e.admin.Requests()); n != 1 {
+			t.Errorf("admin API called %d times, want only the first attempt", n)
+		}
+		if k, _ := e.admin.Key("key_1"); k.Status != "active" {
+			t.Errorf("key status %q, want active", k.Status)
+		}
+
+		// The skip ended the action: after a resume and a restart it is
+		// not re-sent, and a new alert revokes the key.
+		stop()
+		if err := e.store.SetPaused(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		r, _ = e.start(t, e.config(), nil)
+		r.Enqueue(withActions(alert("key-abuse", "api_key_id", "key_1", t0.Add(time.Hour)), responders.RevokeKey))
+		waitFor(t, "the key revoked by the new incident", func() bool {
+			incs, _ := e.store.Incidents(ctx, "", 10)
+			for _, i := range incs {
+				if i.ID != inc.ID && has(e.outcomes(t, i.ID), "revoke_key key_1 succeeded") {
+					return true
+				}
+			}
+			return false
+		})
+		if got := e.outcomes(t, inc.ID); has(got, "revoke_key key_1 succeeded") {
+			t.Errorf("the paused revoke was sent after the restart: %v", got)
+		}
+	})
+	t.Run("a revoke a crash left planned is not resumed", func(t *testing.T) {
+		e := newEnv(t)
+		ctx := context.Background()
+		e.admin.AddKey("key_1", "active", "WRITE")
+		if err := e.store.WriteActions(ctx, []responders.ActionRecord{{At: time.Now(), IncidentID: "inc_crashed", Kind: responders.RevokeKey,
+			Target: "key_1", Outcome: responders.Planned}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.store.SetPaused(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+		e.start(t, e.config(), nil)
+		waitFor(t, "the resumed revoke skipped", func() bool { return has(e.outcomes(t, "inc_crashed"), "revoke_key key_1 skipped/paused") })
+		if n := len(e.admin.Requests()); n != 0 {
+			t.Errorf("admin API called %d times while paused", n)
+		}
+	})
+}
+
+func TestBlockNotAppliedIsNoOffense(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	r, _ := e.start(t, e.config(), nil)
+	const ip, prefix = "203.0.113.90", "203.0.113.90/32"
+	offenses := func() int {
+		t.Helper()
+		n, err := e.store.Offenses(ctx, prefix, time.Now().Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Unblocking a range that is not blocked leaves no ledger row.
+	if err := e.operator(t).Undo(ctx, responders.Unblock, ip, "inc_none"); err != nil {
+		t.Fatal(err)
+	}
+	if n := offenses(); n != 0 {
+		t.Errorf("after unblocking an address never blocked: offenses = %d, want 0", n)
+	}
+
+	// Every attempt of the block fails.
+	e.cf.Inject(3, cftest.Fault{Endpoint: "POST /accounts/{account_id}/rules/lists/{list_id}/items", Status: 503})
+	r.Enqueue(withActions(alert("brute", "ip", ip, t0), responders.BlockIP))
+	inc := e.onlyIncident(t)
+	waitFor(t, "the block failed", func() bool { return has(e.outcomes(t, inc.ID), "block_ip "+prefix+" failed") })
+	if blocks, err := e.store.ActiveBlocks(ctx); err != nil || len(blocks) != 0 {
+		t.Errorf("ledger holds %v (%v), want no active block", blocks, err)
+	}
+	if n := offenses(); n != 0 {
+		t.Errorf("after a failed block: offenses = %d, want 0", n)
+	}
+
+	// The next block of the range is a first offense.
+	r.Enqueue(withActions(alert("brute", "ip", ip, t0.Add(time.Hour)), responders.BlockIP))
+	waitFor(t, "the block", func() bool { return len(e.cf.Items(account, "vigil_blocked")) == 1 })
+	blocks, err := e.store.ActiveBlocks(ctx)
+	if err != nil || len(blocks) != 1 || blocks[0].Offense != 1 {
+		t.Errorf("ledger holds %+v (%v), want one active block, offense 1", blocks, err)
+	}
+}

@@ -61,7 +61,7 @@ func (r *Responder) safeSend(ctx context.Context, j job) {
 		if p := recover(); p != nil {
 			r.log.Error("responders: panic while sending an action", "action", j.kind, "incident", j.inc.ID,
 				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			r.forget(j)
+			r.forget(ctx, j)
 		}
 	}()
 	r.send(ctx, j)
@@ -69,7 +69,9 @@ func (r *Responder) safeSend(ctx context.Context, j job) {
 
 // send makes the calls of one job with bounded retries, recording each
 // attempt. Retries honour a 429's Retry-After; a final answer (4xx) ends
-// them at once.
+// them at once. The kill switch is read before every attempt: a job
+// queued, waiting for a retry or resumed at start when it is turned on
+// must not call out. An operator's undo is never guarded.
 func (r *Responder) send(ctx context.Context, j job) {
 	if j.kind == BlockIP {
 		defer func() {
@@ -82,6 +84,10 @@ func (r *Responder) send(ctx context.Context, j job) {
 	}
 	wait := r.cfg.RetryMin
 	for attempt := 1; ; attempt++ {
+		if r.paused.Load() && j.kind != RestoreKey && j.kind != LiftIsolation {
+			r.skipPaused(ctx, j, attempt)
+			return
+		}
 		detail, err := r.call(ctx, j)
 		now := r.cfg.Now().UTC()
 		if err == nil {
@@ -117,7 +123,7 @@ func (r *Responder) send(ctx context.Context, j job) {
 		if final {
 			r.Stats.Failed.Add(uint64(len(j.targets)))
 			r.log.Error("action failed", "action", j.kind, "incident", j.inc.ID, "attempts", attempt, "err", err)
-			r.forget(j)
+			r.forget(ctx, j)
 			r.writeLog(ctx, recs)
 			return
 		}
@@ -190,25 +196,49 @@ func namespaceOf(target string, orgs []string) Namespace {
 	return ns
 }
 
-// forget drops the in-force mark of a job that failed for good, so a
-// later alert may try again.
-func (r *Responder) forget(j job) {
+// skipPaused records a job the kill switch stopped before its attempt
+// as skipped. The record carries the attempt number: it ends the planned
+// action (see LatestActions), so neither a refresh nor a restart takes it
+// for one still in force or to be re-sent.
+func (r *Responder) skipPaused(ctx context.Context, j job, attempt int) {
+	now := r.cfg.Now().UTC()
+	recs := make([]ActionRecord, 0, len(j.targets))
+	for i, t := range j.targets {
+		recs = append(recs, ActionRecord{At: now, IncidentID: j.incidentOf(i), Kind: j.kind, Target: t, Outcome: Skipped,
+			Guard: GuardPaused, Attempt: attempt, Detail: "responders are paused (vigil respond resume)"})
+	}
+	r.Stats.Skipped.Add(uint64(len(recs)))
+	r.log.Warn("action not sent: responders are paused", "action", j.kind, "incident", j.inc.ID, "attempt", attempt)
+	r.forget(ctx, j)
+	r.writeLog(ctx, recs)
+}
+
+// forget drops the in-force mark of a job that was not applied (it failed
+// for good or the kill switch stopped it), so a later alert may try
+// again. A block's ledger row is rewritten with its own blocked_at, the
+// ledger's key, so that it replaces the active row: otherwise a restart
+// would put the block at the edge and count it as an offense.
+func (r *Responder) forget(ctx context.Context, j job) {
+	var recs []BlockRecord
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, t := range j.targets {
+	for i, t := range j.targets {
 		if j.kind == BlockIP {
-			delete(r.blocks, t)
+			// Only this job's block: expiry may have ended it meanwhile.
+			if b, ok := r.blocks[t]; ok && i < len(j.blocks) && b.ExpiresAt.Equal(j.blocks[i].Until) {
+				b.Status = BlockNotApplied
+				recs = append(recs, b)
+				delete(r.blocks, t)
+			}
 			continue
 		}
 		delete(r.inForce, j.kind+"\x1f"+t)
 	}
-	if j.kind == BlockIP {
-		var recs []BlockRecord
-		for _, b := range j.blocks {
-			recs = append(recs, BlockRecord{Prefix: b.Prefix.String(), IncidentID: b.IncidentID, BlockedAt: r.cfg.Now().UTC(),
-				ExpiresAt: b.Until, Status: BlockRemoved})
-		}
-		go r.store.WriteBlocks(context.Background(), recs) //nolint:errcheck // best effort: a stale active row only causes a no-op unblock
+	r.mu.Unlock()
+	if len(recs) == 0 {
+		return
+	}
+	if err := r.retry(ctx, "write block ledger", func(ctx context.Context) error { return r.store.WriteBlocks(ctx, recs) }); err != nil {
+		r.log.Error("block ledger not updated: blocks that were not applied stay active there until they expire", "blocks", len(recs), "err", err)
 	}
 }
 
@@ -270,7 +300,8 @@ func (r *Responder) expire(ctx context.Context) {
 
 // reconcile reads the edge back and repairs drift: blocks in force that
 // someone removed are added again, Vigil items with no block in force are
-// removed.
+// removed. The ledger is read too: a block an operator removed is not in
+// force any more and must not come back.
 func (r *Responder) reconcile(ctx context.Context) (err error) {
 	if r.sys.Blocker == nil || r.paused.Load() || r.dryRun.Load() {
 		return nil
@@ -278,6 +309,12 @@ func (r *Responder) reconcile(ctx context.Context) (err error) {
 	items, err := r.sys.Blocker.Items(ctx)
 	if err != nil {
 		r.log.Warn("reading the edge's blocks failed; reconciling at the next pass", "err", err)
+		return err
+	}
+	// After the edge: an unblock writes the ledger before the edge, so a
+	// range found missing here is seen removed in the ledger.
+	if _, err := r.refreshBlocks(ctx); err != nil {
+		r.log.Warn("reading the block ledger failed; reconciling at the next pass", "err", err)
 		return err
 	}
 	now := r.cfg.Now().UTC()
@@ -429,21 +466,28 @@ func (r *Responder) Undo(ctx context.Context, kind, target, incidentID string) e
 		} else if p, err = netip.ParsePrefix(target); err != nil {
 			return errors.New("unblock: " + target + " is not an address or range")
 		}
-		if err := r.sys.Blocker.Unblock(ctx, []netip.Prefix{p}); err != nil {
-			r.writeLog(ctx, []ActionRecord{{At: now, IncidentID: incidentID, Kind: kind, Target: p.String(), Outcome: Failed, Error: err.Error(), Detail: "operator command"}})
-			return err
+		// The ledger first: a running daemon that then finds the range gone
+		// from the edge reads it as removed, not as drift to repair. Each
+		// active row is rewritten with its own key (prefix, blocked_at) so
+		// it is replaced; a range that was not blocked gets no row (a row
+		// would count as an offense).
+		blocks, err := r.store.ActiveBlocks(ctx)
+		if err != nil {
+			return fmt.Errorf("nothing unblocked: reading the block ledger failed; run the command again: %w", err)
 		}
-		rec := BlockRecord{Prefix: p.String(), IncidentID: incidentID, BlockedAt: now, ExpiresAt: now, Status: BlockRemoved}
-		if blocks, err := r.store.ActiveBlocks(ctx); err == nil {
-			for _, b := range blocks {
-				if b.Prefix == p.String() {
-					rec = b
-					rec.Status = BlockRemoved
-				}
+		var removed []BlockRecord
+		for _, b := range blocks {
+			if b.Prefix == p.String() {
+				b.Status = BlockRemoved
+				removed = append(removed, b)
 			}
 		}
-		if err := r.store.WriteBlocks(ctx, []BlockRecord{rec}); err != nil {
-			return err
+		if err := r.store.WriteBlocks(ctx, removed); err != nil {
+			return fmt.Errorf("nothing unblocked: writing the block ledger failed; run the command again: %w", err)
+		}
+		if err := r.sys.Blocker.Unblock(ctx, []netip.Prefix{p}); err != nil {
+			r.writeLog(ctx, []ActionRecord{{At: now, IncidentID: incidentID, Kind: kind, Target: p.String(), Outcome: Failed, Error: err.Error(), Detail: "operator command"}})
+			return fmt.Errorf("the block ledger says unblocked (a running daemon removes it at its next reconcile), but the edge refused; run the command again: %w", err)
 		}
 		return r.store.WriteActions(ctx, []ActionRecord{{At: now, IncidentID: incidentID, Kind: kind, Target: p.String(), Outcome: Succeeded, Detail: "operator command"}})
 	default:

@@ -174,11 +174,15 @@ func (s *Store) Actions(ctx context.Context, incidentID string) ([]responders.Ac
 	return s.actions(ctx, "SELECT "+actionColumns+" FROM "+s.db+".actions WHERE incident_id = ? ORDER BY at", incidentID)
 }
 
-// LatestActions returns the latest planned, succeeded or failed record per kind and target.
+// LatestActions returns the latest planned, succeeded or failed record per
+// kind and target. A skip with an attempt number counts too: the kill
+// switch stopped a planned action before its call, which ends it (a skip
+// at plan time has none and leaves what is in force alone).
 func (s *Store) LatestActions(ctx context.Context, kinds []string) ([]responders.ActionRecord, error) {
 	return s.actions(ctx, "SELECT max(at), argMax(incident_id, at), kind, target, argMax(outcome, at), '', "+
 		"argMax(attempt, at), '', argMax(detail, at), argMax(expires_at, at) FROM "+s.db+".actions "+
-		"WHERE has(?, kind) AND outcome IN ('planned', 'succeeded', 'failed') GROUP BY kind, target", kinds)
+		"WHERE has(?, kind) AND (outcome IN ('planned', 'succeeded', 'failed') OR (outcome = 'skipped' AND attempt > 0)) "+
+		"GROUP BY kind, target", kinds)
 }
 
 // UnsentNotifications returns the notifications whose latest record since t
@@ -252,10 +256,13 @@ func (s *Store) ActiveBlocks(ctx context.Context) ([]responders.BlockRecord, err
 	return out, rows.Err()
 }
 
-// Offenses counts the blocks of a range since t.
+// Offenses counts the blocks of a range since t that were applied (a
+// block not applied is no offense). Rows with no TTL are what unblocking
+// a range that was not blocked used to write: no offense either.
 func (s *Store) Offenses(ctx context.Context, prefix string, since time.Time) (int, error) {
 	var n uint64
-	err := s.conn.QueryRow(ctx, "SELECT count() FROM "+s.db+".blocks FINAL WHERE prefix = ? AND blocked_at >= ?", prefix, since.UTC()).Scan(&n)
+	err := s.conn.QueryRow(ctx, "SELECT count() FROM "+s.db+".blocks FINAL WHERE prefix = ? AND blocked_at >= ? "+
+		"AND status IN ('active', 'removed') AND expires_at > blocked_at", prefix, since.UTC()).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("clickhouse: read block ledger: %w", err)
 	}
