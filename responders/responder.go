@@ -58,8 +58,10 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// ExpiryInterval is how often due unblocks run; ReconcileInterval how
 	// often the edge is read back and repaired; ControlInterval how often
-	// the kill switch is read.
-	ExpiryInterval, ReconcileInterval, ControlInterval time.Duration
+	// the kill switch is read; RefreshInterval how often what operators
+	// change from another process (restores, lifts, unblocks, resolved
+	// incidents) is read back (default 1m).
+	ExpiryInterval, ReconcileInterval, ControlInterval, RefreshInterval time.Duration
 	// CatchUp is how far back stored alerts without an incident are
 	// triaged at start (default 24h).
 	CatchUp time.Duration
@@ -110,6 +112,7 @@ func (c *Config) fill() {
 	setD(&c.ExpiryInterval, 30*time.Second)
 	setD(&c.ReconcileInterval, 5*time.Minute)
 	setD(&c.ControlInterval, 5*time.Second)
+	setD(&c.RefreshInterval, time.Minute)
 	setD(&c.CatchUp, 24*time.Hour)
 	if c.Database == "" {
 		c.Database = "vigil"
@@ -333,7 +336,7 @@ func (r *Responder) Run(ctx context.Context) error {
 		case <-reconcile.C:
 			_ = r.reconcile(ctx) // logged; the next tick tries again
 		case <-control.C:
-			if time.Since(lastRefresh) >= time.Minute && r.refresh(ctx) == nil {
+			if time.Since(lastRefresh) >= r.cfg.RefreshInterval && r.refresh(ctx) == nil {
 				lastRefresh = time.Now()
 			}
 			if p, err := r.store.Paused(ctx); err == nil {
@@ -349,7 +352,7 @@ func (r *Responder) Run(ctx context.Context) error {
 // load reads open incidents, actions in force and active blocks.
 func (r *Responder) load(ctx context.Context) error {
 	now := r.cfg.Now()
-	incs, err := r.store.OpenIncidents(ctx, now.Add(-7*24*time.Hour))
+	incs, err := r.store.OpenIncidents(ctx, now.Add(-openIncidentAge))
 	if err != nil {
 		return err
 	}
@@ -388,6 +391,9 @@ func (r *Responder) refresh(ctx context.Context) error {
 	if err := r.refreshInForce(ctx); err != nil {
 		return err
 	}
+	if err := r.refreshOpen(ctx); err != nil {
+		return err
+	}
 	dropped, err := r.refreshBlocks(ctx)
 	if err != nil {
 		return err
@@ -397,6 +403,36 @@ func (r *Responder) refresh(ctx context.Context) error {
 	}
 	return nil
 }
+
+// refreshOpen forgets the incidents that are no longer open in ClickHouse
+// (an operator resolved them, or they went a week without an update), so
+// that a later alert of their rule and group opens a new incident instead
+// of reopening a resolved one and losing its review clock. Incidents
+// updated since the read began are kept: their write may not be visible
+// yet.
+func (r *Responder) refreshOpen(ctx context.Context) error {
+	began := r.cfg.Now().UTC()
+	incs, err := r.store.OpenIncidents(ctx, began.Add(-openIncidentAge))
+	if err != nil {
+		return err
+	}
+	open := make(map[string]bool, len(incs))
+	for _, inc := range incs {
+		open[inc.ID] = true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for key, inc := range r.open {
+		if !open[inc.ID] && inc.UpdatedAt.Before(began) {
+			delete(r.open, key)
+		}
+	}
+	return nil
+}
+
+// openIncidentAge is how long an open incident without an update is
+// still joined by new alerts of its rule and group.
+const openIncidentAge = 7 * 24 * time.Hour
 
 // refreshBlocks drops the blocks the ledger no longer holds active (an
 // operator's unblock) and reports whether it dropped any. Only blocks
@@ -593,13 +629,20 @@ func (r *Responder) triage(a Alert, rule *rules.Rule, ev Evidence) (inc *Inciden
 		return nil, false, true
 	}
 	r.remember(a.Key)
+	// The incident's first event is the alert window's start, except for
+	// new_value, whose window is the remember period before the one event
+	// that fired.
+	first := a.WindowStart
+	if rule != nil && rule.Kind == rules.NewValue {
+		first = a.At
+	}
 	inc = r.open[key]
 	if inc == nil || a.WindowStart.After(inc.LastEvent.Add(cooldown)) {
 		isNew = true
 		sum := sha256.Sum256([]byte(key + "\x1f" + a.Key))
 		inc = &Incident{
 			ID: "inc_" + hex.EncodeToString(sum[:8]), Rule: a.Rule, Status: "open", Source: a.Source,
-			Group: a.groupStrings(), GroupJSON: a.groupJSON(), FirstEvent: a.WindowStart, OpenedAt: now,
+			Group: a.groupStrings(), GroupJSON: a.groupJSON(), FirstEvent: first, OpenedAt: now,
 			Threshold: a.Threshold, Labels: a.Labels, QueryParams: map[string]string{},
 		}
 		r.open[key] = inc
@@ -615,8 +658,8 @@ func (r *Responder) triage(a Alert, rule *rules.Rule, ev Evidence) (inc *Inciden
 	if inc.PHI && inc.NotificationDue.IsZero() {
 		inc.NotificationDue = inc.OpenedAt.Add(60 * 24 * time.Hour)
 	}
-	if a.WindowStart.Before(inc.FirstEvent) {
-		inc.FirstEvent = a.WindowStart
+	if first.Before(inc.FirstEvent) {
+		inc.FirstEvent = first
 	}
 	if a.At.After(inc.LastEvent) {
 		inc.LastEvent = a.At

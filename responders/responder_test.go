@@ -570,6 +570,38 @@ func (f *planFailingStore) WriteActions(ctx context.Context, recs []responders.A
 	return f.Store.WriteActions(ctx, recs)
 }
 
+// An alert after its incident was resolved (by an operator, another
+// process) opens a new incident instead of reopening the resolved one and
+// losing its review clock.
+func TestAlertAfterResolutionOpensANewIncident(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := e.config()
+	cfg.ControlInterval, cfg.RefreshInterval = 20*time.Millisecond, 50*time.Millisecond
+	r, _ := e.start(t, cfg, nil)
+	r.Enqueue(alert("brute", "ip", "203.0.113.5", t0))
+	first := e.onlyIncident(t)
+	resolvedAt := time.Now().UTC().Truncate(time.Millisecond)
+	first.Status, first.ResolvedAt, first.UpdatedAt, first.ReviewDue = "resolved", resolvedAt, resolvedAt, resolvedAt.Add(72*time.Hour)
+	if err := e.store.WriteIncident(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // a few refreshes
+	// Within the cooldown: it would have joined the incident were it open.
+	r.Enqueue(alert("brute", "ip", "203.0.113.5", t0.Add(61*time.Second)))
+	waitFor(t, "a second incident", func() bool {
+		incs, _ := e.store.Incidents(ctx, "", 10)
+		return len(incs) == 2
+	})
+	got, err := e.store.Incident(ctx, first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != "resolved" || got.Alerts != 1 || !got.ReviewDue.Equal(resolvedAt.Add(72*time.Hour)) {
+		t.Errorf("the resolved incident changed: status %s, %d alerts, review due %v", got.Status, got.Alerts, got.ReviewDue)
+	}
+}
+
 func TestReconcileRepairsDrift(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.config()

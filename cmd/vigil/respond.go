@@ -184,6 +184,11 @@ func cmdIncidents(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "no incident %q: %v\n", fs.Arg(0), err)
 			return 1
 		}
+		if inc.Status == "resolved" { // resolving again must not move the review clock
+			fmt.Fprintf(stdout, "%s was resolved at %s; post-incident review due %s\n", inc.ID,
+				inc.ResolvedAt.Format(time.RFC3339), inc.ReviewDue.Format(time.RFC3339))
+			return 0
+		}
 		now := time.Now().UTC()
 		inc.Status, inc.ResolvedAt, inc.UpdatedAt = "resolved", now, now
 		inc.ReviewDue = now.Add(72 * time.Hour)
