@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -84,7 +86,7 @@ var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 // Parse parses one rule file's content; name is used in error positions.
 // It returns the rules that are valid and every problem found.
 func Parse(name string, data []byte) ([]*Rule, ErrorList) {
-	p := &parser{file: name}
+	p := &parser{file: name, data: data}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		p.errs = append(p.errs, yamlError(name, err))
@@ -147,7 +149,25 @@ func yamlError(file string, err error) *Error {
 
 type parser struct {
 	file string
+	data []byte // the file's raw content, to position errors inside scalars
 	errs ErrorList
+}
+
+// exprError reports an expression's compile error at its position in the
+// file. The expression is text, found at rune offset start of scalar n's
+// value (0 for a where, further for the argument of ratio(...)). Errors
+// that are not *expression.Error, or whose position cannot be mapped
+// exactly (see yamlpos.ScalarPosition), are placed at the scalar's start.
+func (p *parser) exprError(n *yaml.Node, start int, text, prefix string, err error) {
+	line, col := n.Line, n.Column
+	msg := err.Error()
+	var ee *expression.Error
+	if errors.As(err, &ee) {
+		msg = ee.Message
+		off := start + yamlpos.TextOffset(text, ee.Line, ee.Column)
+		line, col = yamlpos.ScalarPosition(p.data, n, off)
+	}
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Column: col, Msg: prefix + msg})
 }
 
 func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
@@ -301,27 +321,7 @@ func (p *parser) expr(n *yaml.Node, src event.Source) *expression.Predicate {
 	}
 	pred, err := expression.Compile(n.Value, src)
 	if err != nil {
-		line, col := n.Line, n.Column
-		msg := err.Error()
-		var ee *expression.Error
-		if errors.As(err, &ee) {
-			msg = ee.Message
-			switch n.Style {
-			case yaml.LiteralStyle, yaml.FoldedStyle:
-				line += ee.Line
-				col = n.Column + ee.Column - 1
-			case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
-				line += ee.Line - 1
-				col = n.Column + ee.Column // skip the opening quote
-			default:
-				line += ee.Line - 1
-				col = n.Column + ee.Column - 1
-			}
-			if ee.Line > 1 && n.Style != yaml.LiteralStyle && n.Style != yaml.FoldedStyle {
-				col = ee.Column
-			}
-		}
-		p.errs = append(p.errs, &Error{File: p.file, Line: line, Column: col, Msg: "expression: " + msg})
+		p.exprError(n, 0, n.Value, "expression: ", err)
 		return nil
 	}
 	return pred
@@ -645,17 +645,10 @@ func (p *parser) aggregate(n *yaml.Node, s string, r *Rule) {
 		}
 		pred, err := expression.Compile(arg, r.Source)
 		if err != nil {
-			col := n.Column + strings.Index(s, arg)
-			var ee *expression.Error
-			msg := err.Error()
-			if errors.As(err, &ee) {
-				msg = ee.Message
-				col += ee.Column - 1
-			}
-			if n.Style == yaml.DoubleQuotedStyle || n.Style == yaml.SingleQuotedStyle {
-				col++
-			}
-			p.errs = append(p.errs, &Error{File: p.file, Line: n.Line, Column: col, Msg: "ratio expression: " + msg})
+			// arg is mm[2] without its leading and trailing blanks.
+			at := aggPattern.FindStringSubmatchIndex(s)[4]
+			at += len(mm[2]) - len(strings.TrimLeftFunc(mm[2], unicode.IsSpace))
+			p.exprError(n, utf8.RuneCountInString(s[:at]), arg, "ratio expression: ", err)
 			return
 		}
 		r.Aggregate.Op = Ratio
