@@ -37,7 +37,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 	lateness := fs.Duration("lateness", detector.DefaultLateness, "how far behind its group's newest event an event is still counted")
 	shards := fs.Int("shards", 1, "goroutines evaluating rules (output is the same for any value)")
 	dedupWindow := fs.Duration("dedup-window", detector.DefaultDedupWindow, "a record whose id was seen less than this much event time before is a duplicate and skipped; 0 disables")
-	merge := fs.Bool("merge", false, "each file is one Kafka partition's log: merge all files by event time, as the daemon merges partitions")
+	merge := fs.Bool("merge", true, "each file is one stream (a host's log, a Kafka partition): merge all files by event time, as the daemon merges partitions; --merge=false reads a source's files one after the other")
 	quiet := fs.Bool("q", false, "no summary on stderr")
 	nsFile := fs.String("namespaces", "", "YAML map of namespace → data_classification for records that carry none")
 	dlFile := fs.String("dead-letters", "", "write every invalid line to this file as JSON lines (source, file, line, reason, original bytes)")

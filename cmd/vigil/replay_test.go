@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,5 +77,32 @@ func TestReplayWritesDeadLetters(t *testing.T) {
 		!strings.Contains(lines[0], `"raw":"{\"ts\":\"2026-11-22T18:00:00Z\"}"`) || !strings.Contains(lines[1], `"line":2`) ||
 		!strings.Contains(lines[1], `"raw_base64":"bm90IGpzb24g/w=="`) {
 		t.Errorf("dead letters:\n%s", got)
+	}
+}
+
+// Two hosts' logs of one source overlap in time: replay merges them by
+// event time, so a burst split across them is one window.
+func TestReplayMergesFilesOfOneSourceByDefault(t *testing.T) {
+	dir := t.TempDir()
+	rule := filepath.Join(dir, "r.yaml")
+	os.WriteFile(rule, []byte("rules:\n  - id: errors\n    source: requests\n    where: 'status >= 500'\n    group_by: [org_id]\n    window: 1m\n    threshold: '>= 3'\n"), 0o644)
+	line := func(ts, id string, status int) string {
+		return fmt.Sprintf(`{"ts":"2026-11-22T%sZ","request_id":"%s","org_id":"o","ip":"192.0.2.1","method":"GET","route":"/x","operation":"data","status":%d}`+"\n", ts, id, status)
+	}
+	a, b := filepath.Join(dir, "host-a.jsonl"), filepath.Join(dir, "host-b.jsonl")
+	os.WriteFile(a, []byte(line("18:00:00", "a1", 500)+line("18:20:00", "a2", 500)), 0o644)
+	os.WriteFile(b, []byte(line("18:05:00", "b1", 500)+line("18:05:01", "b2", 503)+line("18:05:02", "b3", 502)), 0o644)
+	for _, tt := range []struct {
+		args   []string
+		alerts int
+	}{{nil, 1}, {[]string{"--merge=false"}, 0}} {
+		var out, errOut bytes.Buffer
+		args := append(append([]string{"replay", "-q"}, tt.args...), "--rules", rule, "--requests", a, "--requests", b)
+		if code := run(args, &out, &errOut); code != 0 {
+			t.Fatalf("%v: exit %d: %s", tt.args, code, errOut.String())
+		}
+		if n := strings.Count(out.String(), "\n"); n != tt.alerts {
+			t.Errorf("%v: %d alerts, want %d:\n%s", tt.args, n, tt.alerts, out.String())
+		}
 	}
 }
