@@ -178,10 +178,11 @@ func (r *Responder) plan(ctx context.Context, inc *Incident, a Alert, rule *rule
 
 // check runs the guards in order for one target (docs/responders.md): it
 // returns the guard that stops the action ("" when none does), the block
-// range for block_ip, and a detail for the record. An unconfigured system
-// is reported in a dry run too: the spec records isolate_namespace as not
-// configured while it is, and a dry run should show what enforcement
-// would meet. Callers hold r.mu.
+// range for block_ip, and a detail for the record. A dry run shows what
+// would be done, so revoke_key and block_ip do not need their system
+// configured for it; isolate_namespace is skipped as not configured even
+// then, because the spec makes it a human's job until it is configured.
+// Callers hold r.mu.
 func (r *Responder) check(kind, target string, inc *Incident, rule *rules.Rule, dry bool, now time.Time) (string, netip.Prefix, string) {
 	var prefix netip.Prefix
 	if r.paused.Load() {
@@ -189,7 +190,7 @@ func (r *Responder) check(kind, target string, inc *Incident, rule *rules.Rule, 
 	}
 	switch kind {
 	case RevokeKey:
-		if r.sys.Keys == nil {
+		if r.sys.Keys == nil && !dry {
 			return GuardNotConfigured, prefix, "responders.admin_api is not configured"
 		}
 		if r.allow.keys[target] {
@@ -203,7 +204,7 @@ func (r *Responder) check(kind, target string, inc *Incident, rule *rules.Rule, 
 			return GuardNotConfigured, prefix, "responders.admin_api.isolate is not configured: a human must isolate this namespace"
 		}
 	case BlockIP:
-		if r.sys.Blocker == nil {
+		if r.sys.Blocker == nil && !dry {
 			return GuardNotConfigured, prefix, "responders.cloudflare is not configured"
 		}
 		addr, err := netip.ParseAddr(target)
