@@ -239,12 +239,13 @@ func dial(addr, db string) (driver.Conn, error) {
 func execOnce(ctx context.Context, addr, query string) error {
 	// The engine aborts on some client hiccups (a cancelled query, a client
 	// gone with an unread result) and the watchdog restarts it within
-	// seconds: a connection that fails is retried until ctx ends, so one
+	// seconds: a connection that fails, or a server that answers that it
+	// is shutting down (code 236), is retried until ctx ends, so one
 	// test's abort does not fail the tests after it.
 	for {
 		err := execConn(ctx, addr, query)
 		var ex *clickhouse.Exception
-		if err == nil || errors.As(err, &ex) || ctx.Err() != nil {
+		if err == nil || (errors.As(err, &ex) && ex.Code != 236) || ctx.Err() != nil {
 			return err
 		}
 		select {
