@@ -120,7 +120,7 @@ var labelValues = map[string]map[string][]string{
 		"outcome": {"planned", "dry_run", "skipped", "succeeded", "retried", "failed", "raised"},
 	},
 	"vigil_responders_guard_skips_total": {"guard": {"paused", "not_configured", "invalid_target",
-		"allowlist", "admin_key", "in_force", "incident_cap", "rate_cap", "breaker", "no_target"}},
+		"allowlist", "admin_key", "in_force", "incident_cap", "rate_cap", "breaker", "no_target", "unknown_org"}},
 	"vigil_rules_reloads_total": {"result": {"success", "failure"}},
 }
 

@@ -2,8 +2,12 @@
 // vigil_<subsystem>_<name>_<unit>, on a registry the caller passes in:
 // nothing registers itself globally. Label values are bounded — sources,
 // reason codes, tables, rule ids, severities, action kinds, outcomes and
-// guards — never an address, key, org or group value. docs/operations.md
-// lists them; a test checks that list against a running daemon.
+// guards — never an address, key, org or group value, with one exception:
+// vigil_responders_watch_active names each watched key or namespace,
+// because telling the platform what to log verbosely is its purpose (the
+// response contract exports watch as a metric); the responders' watch caps
+// bound how many exist. docs/operations.md lists them; a test checks that
+// list against a running daemon.
 package metrics
 
 import (
@@ -37,6 +41,7 @@ type Metrics struct {
 	Actions         *prometheus.CounterVec // kind, outcome
 	GuardSkips      *prometheus.CounterVec // guard
 	EdgeDrift       prometheus.Counter
+	WatchActive     *prometheus.GaugeVec // kind (key or namespace), target
 	RulesLoaded     prometheus.Gauge
 	Reloads         *prometheus.CounterVec // result
 	LastReloadOK    prometheus.Gauge
@@ -88,6 +93,9 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Help: "Actions skipped, by the guard that skipped them."}, []string{"guard"}),
 		EdgeDrift: prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_responders_edge_drift_total",
 			Help: "Edge items repaired by reconciliation (re-added or removed)."}),
+		WatchActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "vigil_responders_watch_active",
+			Help: "1 for each key or namespace (org/namespace) under a watch in force: log it verbosely. The series goes when the watch lapses."},
+			[]string{"kind", "target"}),
 		RulesLoaded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_rules_loaded",
 			Help: "Rules running."}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_rules_reloads_total",
@@ -104,7 +112,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		info.Set(1)
 		reg.MustRegister(info, m.Consumed, m.Invalid, m.BatchSize, m.Buffered, m.BufferCapacity, m.ReorderWaiting, m.ReorderForced, m.AlertLatency, m.InsertDuration,
 			m.InsertErrors, m.ClickHouseUp, m.DetectorEvents, m.EvalDuration, m.Alerts, m.ShadowAlerts, m.QueueDropped, m.IncidentsOpened,
-			m.Actions, m.GuardSkips, m.EdgeDrift, m.RulesLoaded, m.Reloads, m.LastReloadOK, m.LastReloadTime)
+			m.Actions, m.GuardSkips, m.EdgeDrift, m.WatchActive, m.RulesLoaded, m.Reloads, m.LastReloadOK, m.LastReloadTime)
 	}
 	return m
 }
@@ -119,7 +127,7 @@ var (
 	Severities  = []string{"critical", "high", "medium", "low"}
 	ActionKinds = []string{"open_incident", "revoke_key", "block_ip", "watch", "isolate_namespace", "unblock_ip", "restore_key", "lift_isolation", "guard_alert"}
 	Outcomes    = []string{"planned", "dry_run", "skipped", "succeeded", "retried", "failed", "raised"}
-	Guards      = []string{"paused", "not_configured", "invalid_target", "allowlist", "admin_key", "in_force", "incident_cap", "rate_cap", "breaker", "no_target"}
+	Guards      = []string{"paused", "not_configured", "invalid_target", "unknown_org", "allowlist", "admin_key", "in_force", "incident_cap", "rate_cap", "breaker", "no_target"}
 )
 
 func (m *Metrics) zero() {

@@ -17,6 +17,7 @@ const (
 	GuardRateCap       = "rate_cap"       // the per-minute cap of this kind is spent
 	GuardBreaker       = "breaker"        // the circuit breaker is open
 	GuardNoTarget      = "no_target"      // the incident names nothing to act on
+	GuardUnknownOrg    = "unknown_org"    // the namespace's org is unknown and the isolation call needs it
 )
 
 // alwaysAllowed are the ranges never blocked whatever the configuration

@@ -21,13 +21,22 @@ const Raised = "raised"
 
 // targets returns what an action of kind acts on for an incident: the
 // group's value of the field when the rule groups by it, else what the
-// evidence names.
+// evidence names. Namespaces are in their target form, with their org
+// (Namespace.Target).
 func (r *Responder) targets(kind string, inc *Incident, a Alert) []string {
 	pick := func(field string, fromEvidence []string) []string {
 		if v := a.value(field); v != "" {
 			return []string{v}
 		}
 		return fromEvidence
+	}
+	namespaces := func() []string {
+		ids := pick("namespace", inc.Namespaces)
+		out := make([]string, len(ids))
+		for i, id := range ids {
+			out[i] = inc.NamespaceOf(id).Target()
+		}
+		return out
 	}
 	switch kind {
 	case OpenIncident:
@@ -37,18 +46,60 @@ func (r *Responder) targets(kind string, inc *Incident, a Alert) []string {
 	case BlockIP:
 		return pick("ip", inc.Addresses)
 	case IsolateNamespace:
-		return pick("namespace", inc.Namespaces)
+		return namespaces()
 	case Watch:
 		var out []string
 		for _, k := range pick("api_key_id", inc.Keys) {
 			out = append(out, "key:"+k)
 		}
-		for _, ns := range pick("namespace", inc.Namespaces) {
+		for _, ns := range namespaces() {
 			out = append(out, "namespace:"+ns)
 		}
 		return out
 	}
 	return nil
+}
+
+// needsOrg reports whether the isolation calls name the namespace's org
+// ({org_id} in responders.admin_api.isolate): then a namespace whose org
+// is unknown cannot be isolated, nor lifted, by Vigil.
+func (r *Responder) needsOrg() bool {
+	n, ok := r.sys.Isolator.(interface{ NeedsOrg() bool })
+	return ok && n.NeedsOrg()
+}
+
+// inForceOn returns the action of kind in force on target. A namespace
+// target also matches the same namespace stored without its org, and a
+// bare one the namespace with any org (sameNamespace). Callers hold r.mu.
+func (r *Responder) inForceOn(kind, target string, now time.Time) (ActionRecord, bool) {
+	valid := func(a ActionRecord) bool {
+		// A watch lapses at its expiry, even before the expiry pass drops it.
+		return kind != Watch || a.ExpiresAt.After(now)
+	}
+	if a, ok := r.inForce[kind+"\x1f"+target]; ok {
+		return a, valid(a)
+	}
+	prefix := ""
+	if kind == Watch {
+		prefix = "namespace:"
+	} else if kind != IsolateNamespace {
+		return ActionRecord{}, false
+	}
+	ns, ok := strings.CutPrefix(target, prefix)
+	if !ok {
+		return ActionRecord{}, false
+	}
+	if n := ParseNamespace(ns); n.Org != "" {
+		a, ok := r.inForce[kind+"\x1f"+prefix+n.ID]
+		return a, ok && valid(a)
+	}
+	// A bare target (org unknown) is rare: scanning is cheap enough.
+	for _, a := range r.inForce {
+		if other, ok := strings.CutPrefix(a.Target, prefix); ok && a.Kind == kind && sameNamespace(ns, other) && valid(a) {
+			return a, true
+		}
+	}
+	return ActionRecord{}, false
 }
 
 func sortedNames(m map[string]Notifier) []string {
@@ -114,6 +165,10 @@ func (r *Responder) plan(ctx context.Context, inc *Incident, a Alert, rule *rule
 					Detail: "enhanced logging until " + until.Format(time.RFC3339), ExpiresAt: until}
 				recs = append(recs, rec)
 				r.inForce[kind+"\x1f"+t] = rec
+				if !r.watched[t] {
+					r.watched[t] = true
+					r.cfg.Metrics.WatchActive.WithLabelValues(watchLabels(t)).Set(1)
+				}
 				r.Stats.Actions.Add(1)
 			case kind == BlockIP:
 				offense := max(offenses[prefix.String()], 1)
@@ -203,6 +258,9 @@ func (r *Responder) check(kind, target string, inc *Incident, rule *rules.Rule, 
 		if r.sys.Isolator == nil {
 			return GuardNotConfigured, prefix, "responders.admin_api.isolate is not configured: a human must isolate this namespace"
 		}
+		if ParseNamespace(target).Org == "" && r.needsOrg() {
+			return GuardUnknownOrg, prefix, "the namespace's org is unknown and responders.admin_api.isolate needs {org_id}: a human must isolate this namespace"
+		}
 	case BlockIP:
 		if r.sys.Blocker == nil && !dry {
 			return GuardNotConfigured, prefix, "responders.cloudflare is not configured"
@@ -224,7 +282,7 @@ func (r *Responder) check(kind, target string, inc *Incident, rule *rules.Rule, 
 		}
 	}
 	if kind != OpenIncident && kind != BlockIP {
-		if a, ok := r.inForce[kind+"\x1f"+target]; ok {
+		if a, ok := r.inForceOn(kind, target, now); ok {
 			return GuardInForce, prefix, "already applied by " + a.IncidentID
 		}
 	}

@@ -193,7 +193,7 @@ const (
 // who was involved.
 type Evidence struct {
 	Orgs, Namespaces, Keys, AdminKeys, Addresses []string
-	// NamespaceOrgs maps a namespace to the org it was seen in.
+	// NamespaceOrgs maps a namespace to the org it was seen in (never "").
 	NamespaceOrgs map[string]string
 }
 
@@ -205,6 +205,8 @@ type StoredAlert struct {
 // Store is where incidents, actions and the block ledger live (ClickHouse).
 type Store interface {
 	WriteIncident(ctx context.Context, inc *Incident) error
+	// Incident returns one incident, or nil when there is none with that id.
+	Incident(ctx context.Context, id string) (*Incident, error)
 	// OpenIncidents returns the incidents still open, updated since t.
 	OpenIncidents(ctx context.Context, since time.Time) ([]*Incident, error)
 	// Evidence reads the stored events with the given ids and event times

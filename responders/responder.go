@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"runtime/debug"
 	"slices"
@@ -185,6 +186,7 @@ type Responder struct {
 	edgeItems int                  // Vigil's items at the edge at the last reconcile; -1 before
 	seen      map[string]bool      // alert keys triaged, so a redelivered alert is absorbed
 	seenOrder []string
+	watched   map[string]bool // watch targets exported as vigil_responders_watch_active
 }
 
 // maxSeen bounds the alert keys remembered; older ones are still found in
@@ -223,7 +225,7 @@ func New(cfg Config, store Store, sys Systems, lookup func(id string) *rules.Rul
 		cfg: cfg, store: store, sys: sys, rules: lookup, log: cfg.Logger,
 		queue: make(chan Alert, cfg.QueueSize), jobs: make(chan job, cfg.Workers*16), blockJobs: make(chan job, maxBlockBatch),
 		open: map[string]*Incident{}, inForce: map[string]ActionRecord{}, blocks: map[string]BlockRecord{},
-		perMinute: map[string]*slidingCount{}, perInc: map[string]int{}, raised: map[string]time.Time{}, seen: map[string]bool{}, sending: map[string]bool{}, edgeItems: -1,
+		perMinute: map[string]*slidingCount{}, perInc: map[string]int{}, raised: map[string]time.Time{}, seen: map[string]bool{}, sending: map[string]bool{}, edgeItems: -1, watched: map[string]bool{},
 		allow: newAllowlist(cfg.AllowCIDRs, cfg.AllowKeys),
 		brk:   breaker{maxActions: cfg.BreakerActions, maxErrors: cfg.BreakerErrors, cooldown: cfg.BreakerCooldown},
 	}
@@ -298,6 +300,11 @@ func (r *Responder) Run(ctx context.Context) error {
 		close(r.blockJobs)
 		wg.Wait()
 		stopWorkers()
+		// A keyed replica that stops leading shares the registry with the
+		// next leader's responder: the watches are that one's to export.
+		r.mu.Lock()
+		r.exportWatches(nil)
+		r.mu.Unlock()
 	}()
 	r.resume(ctx)
 	r.expire(ctx)
@@ -479,10 +486,35 @@ func (r *Responder) refreshInForce(ctx context.Context) error {
 	// A revoke is in force unless a later restore lifted it; the same for
 	// isolation. A planned record without an outcome (a crash while it was
 	// being sent) counts as in force: the target is checked, not hit twice.
-	undo := map[string]string{RevokeKey: RestoreKey, IsolateNamespace: LiftIsolation}
-	byKey := map[string]ActionRecord{}
+	// A lift ends the isolation of the same namespace whether either was
+	// recorded with its org or bare (sameNamespace).
+	restores := map[string]ActionRecord{}
+	lifts := map[string][]ActionRecord{} // by namespace id
 	for _, a := range latest {
-		byKey[a.Kind+"\x1f"+a.Target] = a
+		if a.Outcome != Succeeded {
+			continue
+		}
+		switch a.Kind {
+		case RestoreKey:
+			restores[a.Target] = a
+		case LiftIsolation:
+			id := ParseNamespace(a.Target).ID
+			lifts[id] = append(lifts[id], a)
+		}
+	}
+	undone := func(a ActionRecord) bool {
+		switch a.Kind {
+		case RevokeKey:
+			u, ok := restores[a.Target]
+			return ok && u.At.After(a.At)
+		case IsolateNamespace:
+			for _, u := range lifts[ParseNamespace(a.Target).ID] {
+				if sameNamespace(u.Target, a.Target) && u.At.After(a.At) {
+					return true
+				}
+			}
+		}
+		return false
 	}
 	for _, a := range latest {
 		if a.Outcome == Failed || a.Outcome == Skipped { // not applied
@@ -496,15 +528,63 @@ func (r *Responder) refreshInForce(ctx context.Context) error {
 				continue
 			}
 		}
-		if u, ok := byKey[undo[a.Kind]+"\x1f"+a.Target]; ok && u.Outcome == Succeeded && u.At.After(a.At) {
+		if undone(a) {
 			continue
 		}
 		inForce[a.Kind+"\x1f"+a.Target] = a
 	}
 	r.mu.Lock()
 	r.inForce = inForce
+	r.exportWatches(inForce)
 	r.mu.Unlock()
 	return nil
+}
+
+// exportWatches makes vigil_responders_watch_active show the watches of
+// inForce that have not lapsed: 1 for each, no series for the others, so
+// a scrape names exactly what the platform must log verbosely. A nil map
+// removes every series. Callers hold r.mu.
+func (r *Responder) exportWatches(inForce map[string]ActionRecord) {
+	now := r.cfg.Now()
+	active := map[string]bool{}
+	for _, a := range inForce {
+		if a.Kind == Watch && a.ExpiresAt.After(now) {
+			active[a.Target] = true
+		}
+	}
+	for t := range r.watched {
+		if !active[t] {
+			kind, target := watchLabels(t)
+			r.cfg.Metrics.WatchActive.DeleteLabelValues(kind, target)
+		}
+	}
+	for t := range active {
+		if !r.watched[t] {
+			kind, target := watchLabels(t)
+			r.cfg.Metrics.WatchActive.WithLabelValues(kind, target).Set(1)
+		}
+	}
+	r.watched = active
+}
+
+// watchLabels splits a watch target, "key:ID" or "namespace:ORG/NS".
+func watchLabels(target string) (kind, id string) {
+	kind, id, _ = strings.Cut(target, ":")
+	return kind, id
+}
+
+// lapseWatches drops the watches whose time is up, from what is in force
+// and from the metric.
+func (r *Responder) lapseWatches() {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, a := range r.inForce {
+		if a.Kind == Watch && !a.ExpiresAt.After(now) {
+			delete(r.inForce, k)
+		}
+	}
+	r.exportWatches(r.inForce)
 }
 
 // runCatchUp triages stored alerts that no incident holds, then (with
@@ -685,15 +765,54 @@ func (r *Responder) triage(a Alert, rule *rules.Rule, ev Evidence) (inc *Inciden
 			inc.Addresses = union(inc.Addresses, []string{g.Value}, 100)
 		}
 	}
+	// The first org seen for a namespace stays: its target must not change
+	// while an isolation of it may be in force.
+	for _, ns := range inc.Namespaces {
+		if org := ev.NamespaceOrgs[ns]; org != "" && inc.NamespaceOrgs[ns] == "" {
+			if inc.NamespaceOrgs == nil {
+				inc.NamespaceOrgs = map[string]string{}
+			}
+			inc.NamespaceOrgs[ns] = org
+		}
+	}
 	inc.Actions = union(inc.Actions, a.Actions, 10)
 	inc.Query, inc.QueryParams = evidenceQuery(r.cfg.Database, a, inc, rule)
-	if slices.Contains(a.Actions, IsolateNamespace) && r.sys.Isolator == nil && len(inc.Namespaces) > 0 {
-		inc.Notes = union(inc.Notes, []string{"namespace isolation is not configured: a human must isolate " +
-			strings.Join(inc.Namespaces, ", ") + " (responders.admin_api.isolate)"}, 10)
+	if slices.Contains(a.Actions, IsolateNamespace) {
+		inc.Notes = union(inc.Notes, r.isolationNotes(inc, a), 10)
 	}
 	inc.UpdatedAt = now
 	cp := *inc
+	cp.NamespaceOrgs = maps.Clone(inc.NamespaceOrgs) // the workers read the copy while triage writes on
 	return &cp, isNew, false
+}
+
+// isolationNotes tells the people reading the incident which namespaces
+// Vigil will not isolate, so that a human does: isolation is not
+// configured, or the call needs an org that the incident does not name
+// (the plan records those as skipped, not_configured or unknown_org).
+func (r *Responder) isolationNotes(inc *Incident, a Alert) []string {
+	targets := r.targets(IsolateNamespace, inc, a)
+	if len(targets) == 0 {
+		return nil
+	}
+	if r.sys.Isolator == nil {
+		return []string{"namespace isolation is not configured: a human must isolate " + strings.Join(targets, ", ") +
+			" (responders.admin_api.isolate)"}
+	}
+	if !r.needsOrg() {
+		return nil
+	}
+	var bare []string
+	for _, t := range targets {
+		if ParseNamespace(t).Org == "" {
+			bare = append(bare, t)
+		}
+	}
+	if len(bare) == 0 {
+		return nil
+	}
+	return []string{"the org of " + strings.Join(bare, ", ") + " is unknown and responders.admin_api.isolate needs {org_id}: " +
+		"a human must isolate " + strings.Join(bare, ", ")}
 }
 
 // evidenceQuery selects the contributing events: the rule's source table,

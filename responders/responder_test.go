@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-sec/vigil/detector"
 	"github.com/vigil-sec/vigil/event"
 	"github.com/vigil-sec/vigil/internal/chtest"
+	"github.com/vigil-sec/vigil/metrics"
 	"github.com/vigil-sec/vigil/responders"
 	"github.com/vigil-sec/vigil/responders/adminapi"
 	"github.com/vigil-sec/vigil/responders/adminapi/admintest"
@@ -479,15 +483,17 @@ func TestUnconfiguredIsolationTellsAHuman(t *testing.T) {
 	a.PHI = true
 	r.Enqueue(a)
 	inc := e.onlyIncident(t)
-	waitFor(t, "the skip recorded", func() bool { return has(e.outcomes(t, inc.ID), "isolate_namespace ns_phi skipped/not_configured") })
-	if len(inc.Notes) != 1 || !strings.Contains(inc.Notes[0], "a human must isolate ns_phi") {
+	waitFor(t, "the skip recorded", func() bool {
+		return has(e.outcomes(t, inc.ID), "isolate_namespace org_1/ns_phi skipped/not_configured")
+	})
+	if len(inc.Notes) != 1 || !strings.Contains(inc.Notes[0], "a human must isolate org_1/ns_phi") {
 		t.Errorf("notes = %q", inc.Notes)
 	}
 	if !inc.PHI || !inc.NotificationDue.Equal(inc.OpenedAt.Add(60*24*time.Hour)) {
 		t.Errorf("PHI clock: phi %v, due %v, opened %v", inc.PHI, inc.NotificationDue, inc.OpenedAt)
 	}
 	got := e.outcomes(t, inc.ID)
-	if !has(got, "watch key:key_9 succeeded") || !has(got, "watch namespace:ns_phi succeeded") {
+	if !has(got, "watch key:key_9 succeeded") || !has(got, "watch namespace:org_1/ns_phi succeeded") {
 		t.Errorf("watch rows = %v", got)
 	}
 }
@@ -543,13 +549,13 @@ func TestJoinedAlertLeftUnplannedIsPlannedAtStart(t *testing.T) {
 	if inc.Alerts != 2 {
 		t.Fatalf("incident holds %d alerts, want 2", inc.Alerts)
 	}
-	if has(e.outcomes(t, inc.ID), "watch namespace:ns_b succeeded") {
+	if has(e.outcomes(t, inc.ID), "watch namespace:org_1/ns_b succeeded") {
 		t.Fatal("the joined alert's plan was written despite the failing store")
 	}
 	e.start(t, e.config(), nil)
 	waitFor(t, "the joined alert planned after the restart", func() bool {
 		out := e.outcomes(t, inc.ID)
-		return has(out, "watch namespace:ns_b succeeded") && has(out, "isolate_namespace ns_b skipped/not_configured")
+		return has(out, "watch namespace:org_1/ns_b succeeded") && has(out, "isolate_namespace org_1/ns_b skipped/not_configured")
 	})
 }
 
@@ -880,4 +886,202 @@ func TestBlockNotAppliedIsNoOffense(t *testing.T) {
 	if err != nil || len(blocks) != 1 || blocks[0].Offense != 1 {
 		t.Errorf("ledger holds %+v (%v), want one active block, offense 1", blocks, err)
 	}
+}
+
+// withIsolation configures namespace isolation by the org's path, the
+// template that needs every namespace's org.
+func (e *env) withIsolation(t *testing.T) {
+	t.Helper()
+	c, err := adminapi.New(adminapi.Config{BaseURL: e.admin.URL, Token: adminToken, Timeout: 2 * time.Second,
+		Isolate: &adminapi.IsolateConfig{Path: "/v1/organizations/{org_id}/namespaces/{namespace_id}",
+			Body: `{"status":"isolated"}`, LiftBody: `{"status":"active"}`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sys.Keys, e.sys.Isolator = c, c
+}
+
+func (e *env) namespaceStatus(t *testing.T, id string) string {
+	t.Helper()
+	ns, ok := e.admin.Namespace(id)
+	if !ok {
+		t.Fatalf("no namespace %s in the admin API", id)
+	}
+	return ns.Status
+}
+
+func TestNamespacesOfSeveralOrgsAreIsolatedEachInItsOrg(t *testing.T) {
+	e := newEnv(t)
+	e.withIsolation(t)
+	e.admin.AddNamespace("org_1", "ns_a", "active")
+	e.admin.AddNamespace("org_2", "ns_b", "active")
+	e.admin.AddNamespace("org_3", "ns_c", "active")
+	// One address attacks three namespaces: two orgs the events name, one
+	// they do not.
+	e.event(t, "req_a", "203.0.113.60", "", "", "org_1", "ns_a")
+	e.event(t, "req_b", "203.0.113.60", "", "", "org_2", "ns_b")
+	e.event(t, "req_c", "203.0.113.60", "", "", "", "ns_c")
+	r, _ := e.start(t, e.config(), nil)
+	r.Enqueue(withActions(alert("brute", "ip", "203.0.113.60", t0, "req_a", "req_b", "req_c"), responders.IsolateNamespace, responders.Watch))
+	inc := e.onlyIncident(t)
+	want := []string{
+		"isolate_namespace org_1/ns_a succeeded",
+		"isolate_namespace org_2/ns_b succeeded",
+		"isolate_namespace ns_c skipped/unknown_org",
+		"watch namespace:org_1/ns_a succeeded",
+		"watch namespace:org_2/ns_b succeeded",
+		"watch namespace:ns_c succeeded",
+	}
+	waitFor(t, "the isolations recorded", func() bool {
+		out := e.outcomes(t, inc.ID)
+		for _, w := range want {
+			if !has(out, w) {
+				return false
+			}
+		}
+		return true
+	})
+	var paths []string
+	for _, req := range e.admin.Requests() {
+		paths = append(paths, req.Method+" "+req.Path)
+	}
+	if len(paths) != 2 || !has(paths, "PATCH /v1/organizations/org_1/namespaces/ns_a") || !has(paths, "PATCH /v1/organizations/org_2/namespaces/ns_b") {
+		t.Errorf("admin API requests = %q, want one PATCH per namespace under its own org", paths)
+	}
+	for id, status := range map[string]string{"ns_a": "isolated", "ns_b": "isolated", "ns_c": "active"} {
+		if got := e.namespaceStatus(t, id); got != status {
+			t.Errorf("%s is %s, want %s", id, got, status)
+		}
+	}
+	inc = e.onlyIncident(t)
+	if inc.NamespaceOrgs["ns_a"] != "org_1" || inc.NamespaceOrgs["ns_b"] != "org_2" || len(inc.NamespaceOrgs) != 2 {
+		t.Errorf("stored namespace orgs = %v, want ns_a in org_1 and ns_b in org_2 only", inc.NamespaceOrgs)
+	}
+	if len(inc.Notes) != 1 || !strings.Contains(inc.Notes[0], "a human must isolate ns_c") {
+		t.Errorf("notes = %q, want one telling a human to isolate ns_c", inc.Notes)
+	}
+}
+
+func TestLiftEndsTheIsolationInEitherNamespaceForm(t *testing.T) {
+	for _, tt := range []struct {
+		name, given string
+	}{
+		{"a bare namespace takes its org from the incident", "ns_1"},
+		{"a namespace given with its org", "org_1/ns_1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			e.withIsolation(t)
+			e.admin.AddNamespace("org_1", "ns_1", "active")
+			e.event(t, "req_1", "203.0.113.61", "", "", "org_1", "ns_1")
+			cfg := e.config()
+			cfg.ControlInterval, cfg.RefreshInterval = 50*time.Millisecond, 100*time.Millisecond
+			reads := &actionReadCounter{Store: e.store}
+			r, _ := e.start(t, cfg, reads)
+			r.Enqueue(withActions(alert("exfil", "org_id", "org_1", t0, "req_1"), responders.IsolateNamespace))
+			inc := e.onlyIncident(t)
+			waitFor(t, "the isolation", func() bool { return has(e.outcomes(t, inc.ID), "isolate_namespace org_1/ns_1 succeeded") })
+
+			if err := e.operator(t).Undo(ctx, responders.LiftIsolation, tt.given, inc.ID); err != nil {
+				t.Fatal(err)
+			}
+			if got := e.namespaceStatus(t, "ns_1"); got != "active" {
+				t.Fatalf("after the lift ns_1 is %s, want active", got)
+			}
+			if out := e.outcomes(t, inc.ID); !has(out, "lift_isolation org_1/ns_1 succeeded") {
+				t.Errorf("action log = %v, want the lift recorded as org_1/ns_1", out)
+			}
+
+			// Once the daemon has re-read the action log, a new attack on the
+			// namespace isolates it again, not skipped as in force.
+			n := reads.n.Load()
+			waitFor(t, "the daemon to re-read the action log", func() bool { return reads.n.Load() >= n+2 })
+			r.Enqueue(withActions(alert("exfil", "org_id", "org_1", t0.Add(time.Hour), "req_1"), responders.IsolateNamespace))
+			waitFor(t, "the namespace isolated again", func() bool { return e.namespaceStatus(t, "ns_1") == "isolated" })
+		})
+	}
+}
+
+// actionReadCounter counts the reads of what is in force.
+type actionReadCounter struct {
+	*storage.Store
+	n atomic.Int32
+}
+
+func (c *actionReadCounter) LatestActions(ctx context.Context, kinds []string) ([]responders.ActionRecord, error) {
+	c.n.Add(1)
+	return c.Store.LatestActions(ctx, kinds)
+}
+
+// watchSeries reads vigil_responders_watch_active as "kind target" → value.
+func watchSeries(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "vigil_responders_watch_active" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			out[labels["kind"]+" "+labels["target"]] = m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+func TestWatchIsExportedWhileInForce(t *testing.T) {
+	e := newEnv(t)
+	e.event(t, "req_w", "203.0.113.62", "key_w", "READ", "org_1", "ns_w")
+	reg := prometheus.NewRegistry()
+	cfg := e.config()
+	cfg.Metrics = metrics.New(reg, "test")
+	cfg.WatchTTL = 2 * time.Second
+	r, _ := e.start(t, cfg, nil)
+	r.Enqueue(withActions(alert("exfil", "org_id", "org_1", t0, "req_w"), responders.Watch))
+	inc := e.onlyIncident(t)
+	waitFor(t, "the watches", func() bool {
+		out := e.outcomes(t, inc.ID)
+		return has(out, "watch key:key_w succeeded") && has(out, "watch namespace:org_1/ns_w succeeded")
+	})
+	want := map[string]float64{"key key_w": 1, "namespace org_1/ns_w": 1}
+	if got := watchSeries(t, reg); !maps.Equal(got, want) {
+		t.Errorf("while the watches are in force: %v, want %v", got, want)
+	}
+	waitFor(t, "the watches to lapse", func() bool { return len(watchSeries(t, reg)) == 0 })
+}
+
+// Versions before namespace targets carried the org stored them bare.
+func TestIsolationStoredWithoutItsOrgHoldsUntilLifted(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.withIsolation(t)
+	e.admin.AddNamespace("org_1", "ns_1", "isolated")
+	if err := e.store.WriteActions(ctx, []responders.ActionRecord{{At: time.Now(), IncidentID: "inc_old", Kind: responders.IsolateNamespace,
+		Target: "ns_1", Outcome: responders.Succeeded}}); err != nil {
+		t.Fatal(err)
+	}
+	e.event(t, "req_1", "203.0.113.63", "", "", "org_1", "ns_1")
+	cfg := e.config()
+	cfg.ControlInterval, cfg.RefreshInterval = 50*time.Millisecond, 100*time.Millisecond
+	reads := &actionReadCounter{Store: e.store}
+	r, _ := e.start(t, cfg, reads)
+	r.Enqueue(withActions(alert("exfil", "org_id", "org_1", t0, "req_1"), responders.IsolateNamespace))
+	inc := e.onlyIncident(t)
+	waitFor(t, "the isolation skipped", func() bool { return has(e.outcomes(t, inc.ID), "isolate_namespace org_1/ns_1 skipped/in_force") })
+
+	if err := e.operator(t).Undo(ctx, responders.LiftIsolation, "org_1/ns_1", "inc_old"); err != nil {
+		t.Fatal(err)
+	}
+	n := reads.n.Load()
+	waitFor(t, "the daemon to re-read the action log", func() bool { return reads.n.Load() >= n+2 })
+	r.Enqueue(withActions(alert("exfil", "org_id", "org_1", t0.Add(time.Hour), "req_1"), responders.IsolateNamespace))
+	waitFor(t, "the namespace isolated again", func() bool { return e.namespaceStatus(t, "ns_1") == "isolated" })
 }

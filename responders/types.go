@@ -45,12 +45,16 @@ type Incident struct {
 	GroupJSON  string
 	Orgs       []string
 	Namespaces []string
-	Keys       []string // API key ids
-	AdminKeys  []string // the subset of Keys seen with ADMIN permission
-	Addresses  []string // client IPs
-	FirstEvent time.Time
-	LastEvent  time.Time
-	SampleIDs  []string
+	// NamespaceOrgs maps a namespace of Namespaces to the org the evidence
+	// saw it in, so that a namespace's target names its org (NamespaceOf)
+	// when the incident spans several orgs.
+	NamespaceOrgs map[string]string
+	Keys          []string // API key ids
+	AdminKeys     []string // the subset of Keys seen with ADMIN permission
+	Addresses     []string // client IPs
+	FirstEvent    time.Time
+	LastEvent     time.Time
+	SampleIDs     []string
 	// Query selects the contributing events in ClickHouse; its parameters
 	// ({name:Type}) are in QueryParams, so it can be run as is with
 	// clickhouse-client --param_name=value.
@@ -87,7 +91,52 @@ type KeyAdmin interface {
 
 // Namespace names one namespace of one organization.
 type Namespace struct {
-	Org, ID string
+	Org, ID string // Org is "" when it is unknown
+}
+
+// Target is the one form a namespace takes as an action's target
+// (isolate_namespace, lift_isolation, and watch after "namespace:"):
+// "org/namespace", or the bare id when the org is unknown. The in-force
+// check and the undo commands compare targets as strings, so every path
+// must build them here.
+func (ns Namespace) Target() string {
+	if ns.Org == "" {
+		return ns.ID
+	}
+	return ns.Org + "/" + ns.ID
+}
+
+// ParseNamespace reads a namespace target: "org/namespace" or a bare id.
+func ParseNamespace(target string) Namespace {
+	if org, id, ok := strings.Cut(target, "/"); ok {
+		return Namespace{Org: org, ID: id}
+	}
+	return Namespace{ID: target}
+}
+
+// sameNamespace reports whether two namespace targets name one namespace:
+// equal, or the same id where one has no org. A bare target is what was
+// stored when the org was unknown (and by versions before targets carried
+// the org); treating it as the org's namespace keeps an isolation in force
+// and lets a lift of either form end it.
+func sameNamespace(a, b string) bool {
+	if a == b {
+		return true
+	}
+	na, nb := ParseNamespace(a), ParseNamespace(b)
+	return na.ID == nb.ID && (na.Org == "" || nb.Org == "")
+}
+
+// NamespaceOf names one of the incident's namespaces with its org: the
+// group's org_id when the rule groups by it (every event of the incident
+// is that org's), else the org the evidence saw it in, else none.
+func (inc *Incident) NamespaceOf(id string) Namespace {
+	for _, pair := range inc.Group {
+		if org, ok := strings.CutPrefix(pair, "org_id="); ok && org != "" {
+			return Namespace{Org: org, ID: id}
+		}
+	}
+	return Namespace{Org: inc.NamespaceOrgs[id], ID: id}
 }
 
 // Isolator cuts a namespace's access and restores it.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime/debug"
-	"strings"
 	"time"
 )
 
@@ -166,7 +165,7 @@ func (r *Responder) call(ctx context.Context, j job) (string, error) {
 		}
 		return "", err
 	case IsolateNamespace, LiftIsolation:
-		ns := namespaceOf(j.targets[0], j.inc.Orgs)
+		ns := ParseNamespace(j.targets[0])
 		var err error
 		if j.kind == IsolateNamespace {
 			err = r.sys.Isolator.Isolate(ctx, ns)
@@ -181,19 +180,6 @@ func (r *Responder) call(ctx context.Context, j job) (string, error) {
 		return "", r.sys.Blocker.Block(ctx, j.blocks)
 	}
 	return "", &CallError{System: "vigil", Op: j.kind, Final: true, Msg: "unknown action"}
-}
-
-// namespaceOf names a namespace target; the org is the incident's only
-// org when there is exactly one.
-func namespaceOf(target string, orgs []string) Namespace {
-	if org, id, ok := strings.Cut(target, "/"); ok {
-		return Namespace{Org: org, ID: id}
-	}
-	ns := Namespace{ID: target}
-	if len(orgs) == 1 {
-		ns.Org = orgs[0]
-	}
-	return ns
 }
 
 // skipPaused records a job the kill switch stopped before its attempt
@@ -251,9 +237,11 @@ func (r *Responder) writeLog(ctx context.Context, recs []ActionRecord) {
 	r.counted(recs)
 }
 
-// expire removes the blocks whose time is up, from the edge and then from
-// the ledger; the ledger makes this happen on time across restarts.
+// expire ends the watches and removes the blocks whose time is up: blocks
+// from the edge and then from the ledger, which makes this happen on time
+// across restarts.
 func (r *Responder) expire(ctx context.Context) {
+	r.lapseWatches()
 	now := r.cfg.Now().UTC()
 	r.mu.Lock()
 	var due []BlockRecord
@@ -455,6 +443,10 @@ func (r *Responder) Undo(ctx context.Context, kind, target, incidentID string) e
 		if r.sys.Isolator == nil {
 			return errors.New("responders.admin_api.isolate is not configured")
 		}
+		var err error
+		if target, err = r.liftTarget(ctx, target, incidentID); err != nil {
+			return err
+		}
 	case Unblock:
 		if r.sys.Blocker == nil {
 			return errors.New("responders.cloudflare is not configured")
@@ -502,4 +494,28 @@ func (r *Responder) Undo(ctx context.Context, kind, target, incidentID string) e
 		return errors.New(kind + " " + target + " failed; see `vigil incidents show " + incidentID + "`")
 	}
 	return nil
+}
+
+// liftTarget puts a namespace given to `vigil namespaces lift` in target
+// form: a bare id takes its org from the incident, as the isolation did,
+// so that the lift's record matches the isolation's and ends it.
+func (r *Responder) liftTarget(ctx context.Context, target, incidentID string) (string, error) {
+	ns := ParseNamespace(target)
+	if ns.ID == "" {
+		return "", errors.New("lift: give the namespace as NAMESPACE or ORG/NAMESPACE")
+	}
+	if ns.Org != "" {
+		return target, nil
+	}
+	inc, err := r.store.Incident(ctx, incidentID)
+	if err != nil {
+		return "", fmt.Errorf("nothing lifted: reading incident %s for the namespace's org failed; run the command again, or give the namespace as ORG/%s: %w", incidentID, ns.ID, err)
+	}
+	if inc != nil {
+		ns = inc.NamespaceOf(ns.ID)
+	}
+	if ns.Org == "" && r.needsOrg() {
+		return "", fmt.Errorf("nothing lifted: incident %s does not name the org of namespace %s, which responders.admin_api.isolate needs; give it as ORG/%s", incidentID, ns.ID, ns.ID)
+	}
+	return ns.Target(), nil
 }

@@ -17,7 +17,7 @@ import (
 const incidentColumns = "id, rule, rule_hash, rule_file_hash, rule_file, severity, severity_name, phi, status, source, " +
 	"group_pairs, group_json, orgs, namespaces, keys, admin_keys, addresses, first_event, last_event, sample_ids, " +
 	"query, query_params, threshold, value, alerts, alert_keys, labels, actions, notes, opened_at, updated_at, " +
-	"resolved_at, notification_due, review_due"
+	"resolved_at, notification_due, review_due, namespace_orgs"
 
 // WriteIncident stores the incident's current state; the newest
 // updated_at wins when ClickHouse collapses the versions.
@@ -28,7 +28,7 @@ func (s *Store) WriteIncident(ctx context.Context, inc *responders.Incident) err
 			nonNil(inc.Keys), nonNil(inc.AdminKeys), nonNil(inc.Addresses), inc.FirstEvent.UTC(), inc.LastEvent.UTC(),
 			nonNil(inc.SampleIDs), inc.Query, nonNilMap(inc.QueryParams), inc.Threshold, inc.Value, uint32(inc.Alerts),
 			nonNil(inc.AlertKeys), nonNilMap(inc.Labels), nonNil(inc.Actions), nonNil(inc.Notes), inc.OpenedAt.UTC(),
-			inc.UpdatedAt.UTC(), inc.ResolvedAt.UTC(), inc.NotificationDue.UTC(), inc.ReviewDue.UTC())
+			inc.UpdatedAt.UTC(), inc.ResolvedAt.UTC(), inc.NotificationDue.UTC(), inc.ReviewDue.UTC(), nonNilMap(inc.NamespaceOrgs))
 	})
 }
 
@@ -87,7 +87,7 @@ func (s *Store) incidents(ctx context.Context, where, order string, limit int, a
 			&inc.PHI, &inc.Status, &inc.Source, &inc.Group, &inc.GroupJSON, &inc.Orgs, &inc.Namespaces, &inc.Keys,
 			&inc.AdminKeys, &inc.Addresses, &inc.FirstEvent, &inc.LastEvent, &inc.SampleIDs, &inc.Query, &inc.QueryParams,
 			&inc.Threshold, &inc.Value, &alerts, &inc.AlertKeys, &inc.Labels, &inc.Actions, &inc.Notes, &inc.OpenedAt,
-			&inc.UpdatedAt, &inc.ResolvedAt, &inc.NotificationDue, &inc.ReviewDue); err != nil {
+			&inc.UpdatedAt, &inc.ResolvedAt, &inc.NotificationDue, &inc.ReviewDue, &inc.NamespaceOrgs); err != nil {
 			return nil, fmt.Errorf("clickhouse: read incidents: %w", err)
 		}
 		inc.Severity, inc.Alerts = int(sev), int(alerts)
@@ -138,7 +138,7 @@ func (s *Store) Evidence(ctx context.Context, source string, ids []string, from,
 		if perm == "ADMIN" {
 			add(&ev.AdminKeys, key)
 		}
-		if ns != "" {
+		if ns != "" && org != "" {
 			ev.NamespaceOrgs[ns] = org
 		}
 	}

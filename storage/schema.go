@@ -367,4 +367,7 @@ var migrations = []migration{
 	{5, "actions: the alert whose plan wrote them", []ddl{
 		alter{"actions", "ADD COLUMN IF NOT EXISTS alert_key String DEFAULT ''"},
 	}},
+	{6, "incidents: the org of each namespace, for namespace targets", []ddl{
+		alter{"incidents", "ADD COLUMN IF NOT EXISTS namespace_orgs Map(String, String) DEFAULT map()"},
+	}},
 }

@@ -223,7 +223,12 @@ func printIncident(w io.Writer, inc *responders.Incident, acts []responders.Acti
 	line("threshold", inc.Threshold)
 	line("group", strings.Join(inc.Group, " "))
 	line("orgs", strings.Join(inc.Orgs, ", "))
-	line("namespaces", strings.Join(inc.Namespaces, ", "))
+	// In target form (org/namespace), as `vigil namespaces lift` takes them.
+	namespaces := make([]string, len(inc.Namespaces))
+	for i, ns := range inc.Namespaces {
+		namespaces[i] = inc.NamespaceOf(ns).Target()
+	}
+	line("namespaces", strings.Join(namespaces, ", "))
 	line("keys", strings.Join(inc.Keys, ", "))
 	line("admin keys", strings.Join(inc.AdminKeys, ", "))
 	line("addresses", strings.Join(inc.Addresses, ", "))

@@ -172,6 +172,13 @@ func (c *Client) Isolator() responders.Isolator {
 	return c
 }
 
+// NeedsOrg reports whether the isolation or lift request names the
+// namespace's org ({org_id}): the responders then leave a namespace whose
+// org is unknown to a human instead of sending a call that cannot work.
+func (c *Client) NeedsOrg() bool {
+	return c.isolate != nil && (c.isolate.needsOrg || c.lift != nil && c.lift.needsOrg)
+}
+
 // SetKeyStatus sets an API key's status: StatusRevoked or StatusActive. A
 // 409 answer means the key already had that status; IsAlreadyInState tells
 // it apart from other failures.

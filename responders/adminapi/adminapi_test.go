@@ -482,3 +482,29 @@ func TestIsolateWithoutConfig(t *testing.T) {
 	checkErr(t, c.Isolate(context.Background(), responders.Namespace{Org: "o", ID: "n"}),
 		&wantErr{final: true, msg: "namespace isolation is not configured"})
 }
+
+func TestNeedsOrgWhenATemplateNamesIt(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		iso  *adminapi.IsolateConfig
+		want bool
+	}{
+		{"isolation is not configured", nil, false},
+		{"the path names only the namespace", &adminapi.IsolateConfig{Path: "/v1/namespaces/{namespace_id}",
+			Body: `{"status":"isolated"}`, LiftBody: `{"status":"active"}`}, false},
+		{"the path names the org", &adminapi.IsolateConfig{Path: "/v1/organizations/{org_id}/namespaces/{namespace_id}",
+			Body: `{"status":"isolated"}`, LiftBody: `{"status":"active"}`}, true},
+		{"only the lift body names the org", &adminapi.IsolateConfig{Path: "/v1/namespaces/{namespace_id}",
+			Body: `{"status":"isolated"}`, LiftBody: `{"status":"active","org":"{org_id}"}`}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := adminapi.New(adminapi.Config{BaseURL: "https://admin.example.com", Token: token, Isolate: tt.iso})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.NeedsOrg(); got != tt.want {
+				t.Errorf("NeedsOrg() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
