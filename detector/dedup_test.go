@@ -1,55 +1,73 @@
 package detector
 
 import (
+	"math/rand/v2"
+	"strconv"
 	"testing"
-	"time"
 
 	"github.com/vigil-sec/vigil/event"
 )
 
-func TestDedup(t *testing.T) {
-	min := int64(time.Minute)
-	for _, c := range []struct {
+// The set agrees with a Go map under random adds and removes, including
+// the oldest-out churn of dedup and clustered hashes that force long
+// probe runs and wrap around the table.
+func TestIDSetAgreesWithAMap(t *testing.T) {
+	for _, tc := range []struct {
 		name string
-		in   []event.Event
-		want []bool // duplicate?
+		hash func(r *rand.Rand) uint64
 	}{
-		{"a record sent twice counts once",
-			[]event.Event{{ID: "a", TS: 1}, {ID: "b", TS: 2}, {ID: "a", TS: 1}},
-			[]bool{false, false, true}},
-		{"the same id in the other source is another record",
-			[]event.Event{{Source: event.Requests, ID: "a", TS: 1}, {Source: event.Audit, ID: "a", TS: 1}},
-			[]bool{false, false}},
-		{"records without an id are never duplicates",
-			[]event.Event{{TS: 1}, {TS: 1}},
-			[]bool{false, false}},
-		{"an id older than the window is forgotten",
-			[]event.Event{{ID: "a", TS: 0}, {ID: "b", TS: 2*min + 1}, {ID: "a", TS: 0}},
-			[]bool{false, false, false}},
-		{"inside the window it is remembered",
-			[]event.Event{{ID: "a", TS: 0}, {ID: "b", TS: 2 * min}, {ID: "a", TS: 0}},
-			[]bool{false, false, true}},
+		{"random", func(r *rand.Rand) uint64 { return r.Uint64() | 1 }},
+		{"clustered", func(r *rand.Rand) uint64 { return uint64(r.IntN(3000))<<1 | 1 }},
+		{"wrapping", func(r *rand.Rand) uint64 { return uint64(1020+r.IntN(10)) | uint64(r.IntN(50))<<20 }},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			d := newDedup(2 * min)
-			for i := range c.in {
-				if got := d.duplicate(&c.in[i]); got != c.want[i] {
-					t.Errorf("event %d: duplicate = %v, want %v", i, got, c.want[i])
+		t.Run(tc.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(1, 2))
+			var s idSet
+			want := map[uint64]bool{}
+			var order []uint64
+			for op := 0; op < 200000; op++ {
+				switch {
+				case r.IntN(3) > 0 || len(order) == 0:
+					h := tc.hash(r)
+					if added := s.add(h); added == want[h] {
+						t.Fatalf("op %d: add(%x) = %v with the value present = %v", op, h, added, want[h])
+					}
+					if !want[h] {
+						order = append(order, h)
+					}
+					want[h] = true
+				default:
+					h := order[0]
+					order = order[1:]
+					s.remove(h)
+					delete(want, h)
+				}
+				if s.n != len(want) {
+					t.Fatalf("op %d: %d in the set, want %d", op, s.n, len(want))
+				}
+			}
+			for h := range want {
+				if s.add(h) {
+					t.Fatalf("%x lost", h)
 				}
 			}
 		})
 	}
 }
 
-func TestDedupFilterLeavesCleanBatchesAlone(t *testing.T) {
-	d := newDedup(int64(time.Minute))
-	batch := []event.Event{{ID: "a"}, {ID: "b"}}
-	out, _ := d.filter(batch, nil)
-	if &out[0] != &batch[0] {
-		t.Error("a batch without duplicates was copied")
+// BenchmarkDedup is the steady state at a high rate: every id new, the
+// window full (dedupMax ids remembered), one forgotten per id added.
+func BenchmarkDedup(b *testing.B) {
+	d := newDedup(int64(DefaultDedupWindow))
+	ids := make([]string, 1<<22)
+	for i := range ids {
+		ids[i] = "req_" + strconv.Itoa(i)
 	}
-	out, _ = d.filter([]event.Event{{ID: "c"}, {ID: "a"}, {ID: "d"}}, nil)
-	if len(out) != 2 || out[0].ID != "c" || out[1].ID != "d" {
-		t.Errorf("filtered %+v, want c and d", out)
+	e := &event.Event{Source: event.Requests}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e.ID = ids[i&(len(ids)-1)]
+		e.TS = int64(i) * 100 // 10 M events/s of event time
+		d.duplicate(e)
 	}
 }
