@@ -59,6 +59,7 @@ var exported = []string{
 	"vigil_responders_edge_items",
 	"vigil_responders_leader",
 	"vigil_responders_edge_drift_total",
+	"vigil_responders_watch_active",
 	"vigil_rules_loaded",
 	"vigil_rules_reloads_total",
 	"vigil_rules_last_reload_successful",
@@ -92,6 +93,7 @@ var metricLabels = map[string][]string{
 	"vigil_responders_incidents_opened_total":  {"severity"},
 	"vigil_responders_actions_total":           {"kind", "outcome"},
 	"vigil_responders_guard_skips_total":       {"guard"},
+	"vigil_responders_watch_active":            {"kind", "target"},
 	"vigil_rules_reloads_total":                {"result"},
 }
 
@@ -121,7 +123,8 @@ var labelValues = map[string]map[string][]string{
 	},
 	"vigil_responders_guard_skips_total": {"guard": {"paused", "not_configured", "invalid_target",
 		"allowlist", "admin_key", "in_force", "incident_cap", "rate_cap", "breaker", "no_target", "unknown_org"}},
-	"vigil_rules_reloads_total": {"result": {"success", "failure"}},
+	"vigil_responders_watch_active": {"kind": {"key", "namespace"}},
+	"vigil_rules_reloads_total":     {"result": {"success", "failure"}},
 }
 
 // scrapeLabels are added to every series by Prometheus.
