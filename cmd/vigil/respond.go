@@ -137,6 +137,10 @@ func cmdIncidents(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, use)
 		return 2
 	}
+	if *status != "" && *status != "open" && *status != "resolved" {
+		fmt.Fprintf(stderr, "vigil incidents list: --status %q: use open or resolved\n", *status)
+		return 2
+	}
 	_, store, err := openConfigStore(*cfgPath)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -328,7 +332,7 @@ func cmdRespond(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, use)
 		return 2
 	}
-	_, store, err := openConfigStore(*cfgPath)
+	cfg, store, err := openConfigStore(*cfgPath)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
@@ -349,11 +353,16 @@ func cmdRespond(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
-		state := "active"
-		if p {
-			state = "paused"
+		switch {
+		case p:
+			fmt.Fprintln(stdout, "responders paused (vigil respond resume)")
+		case cfg.Responders.Paused:
+			// The daemons started from this file are paused whatever the
+			// shared switch says.
+			fmt.Fprintf(stdout, "responders paused by responders.paused in %s (the shared switch is off)\n", *cfgPath)
+		default:
+			fmt.Fprintln(stdout, "responders active")
 		}
-		fmt.Fprintf(stdout, "responders %s\n", state)
 		return 0
 	}
 	fmt.Fprint(stderr, use)

@@ -157,6 +157,12 @@ func TestDaemonRespondsToAnAttack(t *testing.T) {
 	if code, out = cli("incidents", "resolve", keyIncident); code != 0 || !strings.Contains(out, "review due") {
 		t.Errorf("incidents resolve: %d %s", code, out)
 	}
+	if code, out = cli("incidents", "resolve", keyIncident); code != 0 || !strings.Contains(out, "was resolved at") {
+		t.Errorf("resolving again must keep the review clock: %d %s", code, out)
+	}
+	if code, out = cli("incidents", "list", "--status", "closed"); code != 2 || !strings.Contains(out, "use open or resolved") {
+		t.Errorf("incidents list --status closed: %d %s", code, out)
+	}
 	// No planted secret in the logs, the commands' output, any row Vigil
 	// wrote to ClickHouse, or any event it sent to Sentry.
 	var events bytes.Buffer
