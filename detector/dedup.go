@@ -6,7 +6,8 @@ import (
 	"github.com/vigil-sec/vigil/event"
 )
 
-// dedupMax caps the ids remembered for duplicate detection (about 40 MB);
+// dedupMax caps the ids remembered for duplicate detection (about 50 MB: a
+// 4M-slot id set and the arrival-order list);
 // past it the oldest are forgotten early.
 const dedupMax = 1 << 20
 
