@@ -7,8 +7,8 @@ import (
 )
 
 // dedupMax caps the ids remembered for duplicate detection (about 50 MB: a
-// 4M-slot id set and the arrival-order list);
-// past it the oldest are forgotten early.
+// 4M-slot id set and the arrival-order list); past it the oldest are
+// forgotten early.
 const dedupMax = 1 << 20
 
 // dedup drops records whose id (request_id / event_id) was already
