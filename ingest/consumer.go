@@ -55,11 +55,7 @@ type topicPartition struct {
 // starts at the earliest offset where it has no committed offset. Offsets
 // are committed only by Commit and Close.
 func NewConsumer(cfg Config) (c *Consumer, err error) {
-	cfg, err = cfg.withDefaults(true)
-	if err != nil {
-		return nil, err
-	}
-	mech, err := cfg.saslMechanism()
+	cfg, mech, err := cfg.prepare(true)
 	if err != nil {
 		return nil, err
 	}
@@ -83,16 +79,10 @@ func NewConsumer(cfg Config) (c *Consumer, err error) {
 
 	info, errs := kafkaLoggers(cfg.Logger, "reader")
 	rc := kafka.ReaderConfig{
-		Brokers:     cfg.Brokers,
-		GroupID:     cfg.GroupID,
-		GroupTopics: topics,
-		Dialer: &kafka.Dialer{
-			ClientID:      cfg.ClientID,
-			Timeout:       dialTimeout,
-			DualStack:     true,
-			TLS:           cfg.TLS,
-			SASLMechanism: mech,
-		},
+		Brokers:           cfg.Brokers,
+		GroupID:           cfg.GroupID,
+		GroupTopics:       topics,
+		Dialer:            cfg.newDialer(mech),
 		MaxWait:           cfg.MaxWait,
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		SessionTimeout:    cfg.SessionTimeout,

@@ -44,11 +44,7 @@ func NewDeadLetterWriter(cfg Config) (*DeadLetterWriter, error) {
 	if cfg.DeadLetterTopic == "" {
 		return nil, errors.New("ingest: no dead-letter topic configured")
 	}
-	cfg, err := cfg.withDefaults(false)
-	if err != nil {
-		return nil, err
-	}
-	mech, err := cfg.saslMechanism()
+	cfg, mech, err := cfg.prepare(false)
 	if err != nil {
 		return nil, err
 	}

@@ -40,8 +40,7 @@ func ReadPartition(ctx context.Context, cfg Config, topic string, partition int,
 	if len(cfg.Brokers) == 0 {
 		return fmt.Errorf("ingest: read %s/%d: no brokers", topic, partition)
 	}
-	d := &kafka.Dialer{ClientID: cfg.ClientID, Timeout: dialTimeout, DualStack: true, TLS: cfg.TLS, SASLMechanism: mech}
-	conn, err := d.DialLeader(ctx, "tcp", cfg.Brokers[0], topic, partition)
+	conn, err := cfg.newDialer(mech).DialLeader(ctx, "tcp", cfg.Brokers[0], topic, partition)
 	if err != nil {
 		return fmt.Errorf("ingest: read %s/%d: %w", topic, partition, err)
 	}

@@ -15,21 +15,16 @@ import (
 // generation does (a rebalance), and the next generation starts only after
 // lead has returned. The topic must exist with one partition (EnsureTopics).
 func Elect(ctx context.Context, cfg Config, group, topic string, lead func(ctx context.Context)) error {
-	cfg, err := cfg.withDefaults(false)
-	if err != nil {
-		return err
-	}
-	mech, err := cfg.saslMechanism()
+	cfg, mech, err := cfg.prepare(false)
 	if err != nil {
 		return err
 	}
 	info, errs := kafkaLoggers(cfg.Logger, "elect")
 	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:      group,
-		Brokers: cfg.Brokers,
-		Topics:  []string{topic},
-		Dialer: &kafka.Dialer{ClientID: cfg.ClientID, Timeout: dialTimeout, DualStack: true, TLS: cfg.TLS,
-			SASLMechanism: mech},
+		ID:                group,
+		Brokers:           cfg.Brokers,
+		Topics:            []string{topic},
+		Dialer:            cfg.newDialer(mech),
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		SessionTimeout:    cfg.SessionTimeout,
 		RebalanceTimeout:  cfg.RebalanceTimeout,

@@ -184,6 +184,17 @@ func (cfg Config) withDefaults(needTopics bool) (Config, error) {
 	return cfg, errors.Join(errs...)
 }
 
+// prepare is what every client of the package starts with: cfg checked
+// and completed (withDefaults) and its SASL mechanism built.
+func (cfg Config) prepare(needTopics bool) (Config, sasl.Mechanism, error) {
+	cfg, err := cfg.withDefaults(needTopics)
+	if err != nil {
+		return cfg, nil, err
+	}
+	mech, err := cfg.saslMechanism()
+	return cfg, mech, err
+}
+
 func (cfg *Config) saslMechanism() (sasl.Mechanism, error) {
 	switch cfg.SASLMechanism {
 	case "":
@@ -207,6 +218,12 @@ func (cfg *Config) newTransport(mech sasl.Mechanism) *kafka.Transport {
 		TLS:         cfg.TLS,
 		SASL:        mech,
 	}
+}
+
+// newDialer returns the Dialer of the clients that kafka-go dials itself
+// (group readers, the election, partition reads).
+func (cfg *Config) newDialer(mech sasl.Mechanism) *kafka.Dialer {
+	return &kafka.Dialer{ClientID: cfg.ClientID, Timeout: dialTimeout, DualStack: true, TLS: cfg.TLS, SASLMechanism: mech}
 }
 
 // kafkaLoggers adapts slog to kafka-go's printf loggers: its info output is

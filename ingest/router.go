@@ -95,11 +95,7 @@ const maxRequestBytes = 768 << 10
 // as EnsureTopics made them); only Brokers, ClientID, TLS, SASL and
 // Logger are used from cfg.
 func NewRouter(cfg Config, topics map[string]int) (*Router, error) {
-	cfg, err := cfg.withDefaults(false)
-	if err != nil {
-		return nil, err
-	}
-	mech, err := cfg.saslMechanism()
+	cfg, mech, err := cfg.prepare(false)
 	if err != nil {
 		return nil, err
 	}
@@ -219,11 +215,7 @@ type TopicSpec struct {
 // hash modulo the count, so a topic with another count would split groups
 // between partitions written before and after.
 func EnsureTopics(ctx context.Context, cfg Config, topics map[string]TopicSpec) error {
-	cfg, err := cfg.withDefaults(false)
-	if err != nil {
-		return err
-	}
-	mech, err := cfg.saslMechanism()
+	cfg, mech, err := cfg.prepare(false)
 	if err != nil {
 		return err
 	}
