@@ -102,12 +102,12 @@ type Detector struct {
 	Shards    int      `yaml:"shards" doc:"goroutines evaluating rules; 0 = one per CPU"`
 	// RebuildLookback caps how much stored history a restart replays to
 	// rebuild detection state.
-	RebuildLookback Duration `yaml:"rebuild_lookback" doc:"at most this much stored, committed history is replayed at start to rebuild windows, baselines and cooldowns; 0 disables"`
-	DedupWindow     Duration `yaml:"dedup_window" doc:"a record whose request_id / event_id was evaluated less than this much event time before is a duplicate (a producer retry) and is not counted again; 0 disables"`
-	// ReorderSlack is the producers' worst disorder within one partition.
+	RebuildLookback    Duration `yaml:"rebuild_lookback" doc:"at most this much stored, committed history is replayed at start to rebuild windows, baselines and cooldowns; 0 disables"`
+	DedupWindow        Duration `yaml:"dedup_window" doc:"a record whose request_id / event_id was evaluated less than this much event time before is a duplicate (a producer retry) and is not counted again; 0 disables"`
 	LongWindowInterval Duration `yaml:"long_window_interval" doc:"how often rules above memory_window_limit are evaluated in ClickHouse"`
 	MemoryWindowLimit  Duration `yaml:"memory_window_limit" doc:"threshold and anomaly rules whose window (or baseline + window) exceeds this run as scheduled ClickHouse queries instead of in memory (docs/long-window-rules.md); 0 keeps every rule in memory"`
-	ReorderSlack       Duration `yaml:"reorder_slack" doc:"how far an event may precede its partition's newest in event time; the merge of partitions waits this long so the detector sees the order vigil replay --merge gives"`
+	// ReorderSlack is the producers' worst disorder within one partition.
+	ReorderSlack Duration `yaml:"reorder_slack" doc:"how far an event may precede its partition's newest in event time; the merge of partitions waits this long so the detector sees the order vigil replay --merge gives"`
 }
 
 // Log configures the daemon's own logs.

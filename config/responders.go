@@ -21,7 +21,7 @@ type Responders struct {
 	Paused     bool                `yaml:"paused" doc:"kill switch: skip every action (also vigil respond pause)"`
 	QueueSize  int                 `yaml:"queue_size" doc:"alerts waiting for triage; past it alerts wait in ClickHouse for the catch-up pass"`
 	Workers    int                 `yaml:"workers" doc:"actions sent concurrently"`
-	Policy     map[string][]string `yaml:"policy" doc:"severity → actions for rules that list none"`
+	Policy     map[string][]string `yaml:"policy" doc:"severity → actions for rules that list none; a severity left out keeps its default"`
 	Allowlist  Allowlist           `yaml:"allowlist"`
 	Caps       Caps                `yaml:"caps"`
 	Breaker    Breaker             `yaml:"breaker"`
