@@ -91,12 +91,9 @@ func (ev *dormant) stats() (int, uint64) { return ev.groups.len(), ev.groups.evi
 func (ev *dormant) observe(e *event.Event, emit func(*Alert)) {
 	spec := ev.rs.rule.Dormant
 	if spec.Field.Kind == event.String && spec.Field.Str(e) == "" {
-		return
+		return // the field, dormant's only group field, is absent
 	}
 	ts := e.TS
-	if !grouped(e, ev.fields) {
-		return
-	}
 	g, created := ev.groups.get(ev.keys.sum(ev.key, e), e, ev.fields)
 	st := &g.state
 	if created {
