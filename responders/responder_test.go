@@ -975,10 +975,7 @@ func TestLiftEndsTheIsolationInEitherNamespaceForm(t *testing.T) {
 			e.withIsolation(t)
 			e.admin.AddNamespace("org_1", "ns_1", "active")
 			e.event(t, "req_1", "203.0.113.61", "", "", "org_1", "ns_1")
-			cfg := e.config()
-			cfg.ControlInterval, cfg.RefreshInterval = 50*time.Millisecond, 100*time.Millisecond
-			reads := &actionReadCounter{Store: e.store}
-			r, _ := e.start(t, cfg, reads)
+			r, reads := e.startRefreshing(t)
 			r.Enqueue(withActions(alert("exfil", "org_id", "org_1", t0, "req_1"), responders.IsolateNamespace))
 			inc := e.onlyIncident(t)
 			waitFor(t, "the isolation", func() bool { return has(e.outcomes(t, inc.ID), "isolate_namespace org_1/ns_1 succeeded") })
@@ -995,8 +992,7 @@ func TestLiftEndsTheIsolationInEitherNamespaceForm(t *testing.T) {
 
 			// Once the daemon has re-read the action log, a new attack on the
 			// namespace isolates it again, not skipped as in force.
-			n := reads.n.Load()
-			waitFor(t, "the daemon to re-read the action log", func() bool { return reads.n.Load() >= n+2 })
+			reads.waitForRereads(t)
 			r.Enqueue(withActions(alert("exfil", "org_id", "org_1", t0.Add(time.Hour), "req_1"), responders.IsolateNamespace))
 			waitFor(t, "the namespace isolated again", func() bool { return e.namespaceStatus(t, "ns_1") == "isolated" })
 		})
@@ -1007,6 +1003,25 @@ func TestLiftEndsTheIsolationInEitherNamespaceForm(t *testing.T) {
 type actionReadCounter struct {
 	*storage.Store
 	n atomic.Int32
+}
+
+// startRefreshing starts a responder that re-reads what operators change
+// every 100 ms, through a store that counts those reads.
+func (e *env) startRefreshing(t *testing.T) (*responders.Responder, *actionReadCounter) {
+	t.Helper()
+	cfg := e.config()
+	cfg.ControlInterval, cfg.RefreshInterval = 50*time.Millisecond, 100*time.Millisecond
+	reads := &actionReadCounter{Store: e.store}
+	r, _ := e.start(t, cfg, reads)
+	return r, reads
+}
+
+// waitForRereads waits until the daemon has re-read the action log twice
+// more: what an operator wrote before the call is then in its view.
+func (c *actionReadCounter) waitForRereads(t *testing.T) {
+	t.Helper()
+	n := c.n.Load()
+	waitFor(t, "the daemon to re-read the action log", func() bool { return c.n.Load() >= n+2 })
 }
 
 func (c *actionReadCounter) LatestActions(ctx context.Context, kinds []string) ([]responders.ActionRecord, error) {
@@ -1069,10 +1084,7 @@ func TestIsolationStoredWithoutItsOrgHoldsUntilLifted(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.event(t, "req_1", "203.0.113.63", "", "", "org_1", "ns_1")
-	cfg := e.config()
-	cfg.ControlInterval, cfg.RefreshInterval = 50*time.Millisecond, 100*time.Millisecond
-	reads := &actionReadCounter{Store: e.store}
-	r, _ := e.start(t, cfg, reads)
+	r, reads := e.startRefreshing(t)
 	r.Enqueue(withActions(alert("exfil", "org_id", "org_1", t0, "req_1"), responders.IsolateNamespace))
 	inc := e.onlyIncident(t)
 	waitFor(t, "the isolation skipped", func() bool { return has(e.outcomes(t, inc.ID), "isolate_namespace org_1/ns_1 skipped/in_force") })
@@ -1080,8 +1092,7 @@ func TestIsolationStoredWithoutItsOrgHoldsUntilLifted(t *testing.T) {
 	if err := e.operator(t).Undo(ctx, responders.LiftIsolation, "org_1/ns_1", "inc_old"); err != nil {
 		t.Fatal(err)
 	}
-	n := reads.n.Load()
-	waitFor(t, "the daemon to re-read the action log", func() bool { return reads.n.Load() >= n+2 })
+	reads.waitForRereads(t)
 	r.Enqueue(withActions(alert("exfil", "org_id", "org_1", t0.Add(time.Hour), "req_1"), responders.IsolateNamespace))
 	waitFor(t, "the namespace isolated again", func() bool { return e.namespaceStatus(t, "ns_1") == "isolated" })
 }
