@@ -128,7 +128,11 @@ func (s *listStore) createList(ctx context.Context) (string, error) {
 // ensureRule adds the WAF custom rule blocking the list to the zone's
 // entrypoint ruleset, creating the entrypoint if the zone has none. Rules
 // already there are left as they are.
-func (s *listStore) ensureRule(ctx context.Context) error {
+func (s *listStore) ensureRule(ctx context.Context) error { return s.ensureRuleIn(ctx, true) }
+
+// ensureRuleIn is ensureRule; without mayCreate a zone with no entrypoint
+// is the lookup's 404 error.
+func (s *listStore) ensureRuleIn(ctx context.Context, mayCreate bool) error {
 	var p rulesets.PhaseGetParams
 	p.ZoneID.Value = s.zoneID
 	var entrypoint *rulesets.PhaseGetResponse
@@ -136,7 +140,7 @@ func (s *listStore) ensureRule(ctx context.Context) error {
 		entrypoint, err = s.api.rulesets.Phases.Get(ctx, rulesets.PhaseHTTPRequestFirewallCustom, p, o...)
 		return err
 	})
-	if responders.StatusOf(err) == 404 {
+	if responders.StatusOf(err) == 404 && mayCreate {
 		return s.createEntrypoint(ctx)
 	}
 	if err != nil {
@@ -177,10 +181,17 @@ func (s *listStore) createEntrypoint(ctx context.Context) error {
 		_, err := s.api.rulesets.New(ctx, p, o...)
 		return err
 	})
-	if err == nil {
-		s.log.Info("cloudflare: created the zone's custom rules entrypoint with the block rule", "zone", s.zoneID, "expression", s.expression())
+	if err != nil {
+		// Another replica, or an operator command, may have created it
+		// since our lookup (Cloudflare then answers 20217): add the rule to
+		// that one, as createList does with the list.
+		if s.ensureRuleIn(ctx, false) == nil {
+			return nil
+		}
+		return err
 	}
-	return err
+	s.log.Info("cloudflare: created the zone's custom rules entrypoint with the block rule", "zone", s.zoneID, "expression", s.expression())
+	return nil
 }
 
 func (s *listStore) blockRule() rulesets.BlockRuleParam {
